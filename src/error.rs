@@ -1,0 +1,141 @@
+//! The crate's error type.
+//!
+//! Every failure a caller can cause (a bad schedule, grid, option or denoiser output) is a typed
+//! variant with a message that says what to change. Errors raised inside the sampling loop are
+//! wrapped in [`Error::Step`], which names the solver and the step; [`Error::root`] unwraps it.
+
+use candle_core::{DType, Shape};
+
+/// Errors returned by `diffusion-samplers`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A schedule, spacing or solver parameter is out of its valid range.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+
+    /// The sampling grid is not usable (not strictly monotone in lambda, sigma = 0 before its
+    /// end, times outside the schedule's range, ...).
+    #[error("invalid grid: {0}")]
+    InvalidGrid(String),
+
+    /// Zero sampling steps were requested.
+    #[error("zero sampling steps requested: ask for at least one step")]
+    ZeroSteps,
+
+    /// More sampling steps than a discrete schedule has training timesteps.
+    #[error(
+        "{steps} sampling steps requested but the discrete schedule has only {max} training \
+         timesteps: use at most {max} steps"
+    )]
+    TooManySteps {
+        /// Steps requested.
+        steps: usize,
+        /// Largest number of steps this schedule and spacing support.
+        max: usize,
+    },
+
+    /// The denoiser returned a tensor whose shape differs from its input.
+    #[error(
+        "denoiser output at model time {model_time} has shape {got:?} but its input had shape \
+         {expected:?}: the network must return one prediction per input element"
+    )]
+    DenoiserShape {
+        /// Shape of the denoiser input.
+        expected: Shape,
+        /// Shape of the denoiser output.
+        got: Shape,
+        /// Model time of the call.
+        model_time: f64,
+    },
+
+    /// The denoiser returned a tensor whose dtype differs from its input.
+    #[error(
+        "denoiser output at model time {model_time} has dtype {got:?} but its input had dtype \
+         {expected:?}: return the input's dtype (set `Model::with_model_dtype` to run the \
+         network in another dtype)"
+    )]
+    DenoiserDType {
+        /// Dtype of the denoiser input.
+        expected: DType,
+        /// Dtype of the denoiser output.
+        got: DType,
+        /// Model time of the call.
+        model_time: f64,
+    },
+
+    /// The denoiser returned a tensor on another device than its input.
+    #[error(
+        "denoiser output at model time {model_time} is on {got} but its input was on \
+         {expected}: return the prediction on the input's device"
+    )]
+    DenoiserDevice {
+        /// Device of the denoiser input.
+        expected: String,
+        /// Device of the denoiser output.
+        got: String,
+        /// Model time of the call.
+        model_time: f64,
+    },
+
+    /// A tensor produced during sampling holds NaN or infinity.
+    #[error(
+        "{what} at model time {model_time} contains NaN or infinity: check the network, its \
+         dtype (F16 overflows easily) and the prediction type"
+    )]
+    NonFinite {
+        /// Which tensor was not finite ("denoiser output", ...).
+        what: &'static str,
+        /// Model time of the call.
+        model_time: f64,
+    },
+
+    /// The combination of options is not implemented.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// An error from a solver step, naming the solver and the step (1-based).
+    #[error("{solver} step {step}/{count}: {source}")]
+    Step {
+        /// Solver name.
+        solver: &'static str,
+        /// 1-based step number.
+        step: usize,
+        /// Steps in the grid.
+        count: usize,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// An error from candle (tensor operations).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// The innermost error, with any [`Error::Step`] context removed.
+    ///
+    /// ```
+    /// use diffusion_samplers::Error;
+    /// let e = Error::Step { solver: "DDIM", step: 2, count: 10, source: Box::new(Error::ZeroSteps) };
+    /// assert!(matches!(e.root(), Error::ZeroSteps));
+    /// ```
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Step { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    pub(crate) fn at_step(self, solver: &'static str, index: usize, count: usize) -> Error {
+        Error::Step { solver, step: index + 1, count, source: Box::new(self) }
+    }
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn config_err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::InvalidConfig(msg.into()))
+}

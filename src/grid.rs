@@ -1,0 +1,365 @@
+//! Where the sampling times go: a [`Spacing`] places them, a [`Grid`] holds the validated
+//! points, and [`Grid::steps`] yields one [`Step`] per solver step.
+//!
+//! Validation happens once, when the grid is built: at least one step, `lambda` strictly
+//! monotone, `sigma = 0` only at the end and `alpha = 0` only at the start. Solvers never check
+//! indices.
+
+use crate::error::{config_err, Error, Result};
+use crate::schedule::{Point, Scheduler};
+
+/// How sampling times are placed between the schedule's start and the grid's [`End`].
+///
+/// The continuous spacings (`UniformTime` .. `Exponential`) place `steps + 1` points from the
+/// schedule's `t_max` to the end time, or, with [`End::Clean`], `steps` points from `t_max` to
+/// `t_min` followed by the clean point. diffusers' discrete spacings (`Leading`, `Linspace`,
+/// `Trailing`) place `steps` training timesteps and append the end point.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spacing {
+    /// Uniform in the schedule's time `t`.
+    UniformTime,
+    /// Uniform in `lambda` (log-SNR), DPM-Solver's recommendation (arXiv:2206.00927, Sec. 3.3).
+    UniformLambda,
+    /// Uniform in `sqrt(t)` (DPM-Solver's `time_quadratic`, for pixel-space DDPMs).
+    TimeQuadratic,
+    /// Karras et al. 2022 (arXiv:2206.00364, Eq. 5): `ksigma^(1/rho)` uniform (rho = 7).
+    Karras {
+        /// The exponent `rho`.
+        rho: f64,
+    },
+    /// `ln(ksigma)` uniform: diffusers' `use_exponential_sigmas`; the same points as
+    /// [`Spacing::UniformLambda`].
+    Exponential,
+    /// diffusers' `leading`: `timesteps = [i * (N / n) for i in 0..n]` reversed, plus
+    /// `steps_offset` (`N / n` is integer division).
+    Leading {
+        /// Added to every timestep (diffusers' `steps_offset`).
+        steps_offset: usize,
+        /// Space `steps + 1` timesteps and drop timestep 0, as DPMSolverMultistep, UniPC and DEIS
+        /// do; `false` spaces `steps` as DDIM, Euler and PNDM do.
+        skip_zero: bool,
+    },
+    /// diffusers' `linspace`: `linspace(0, N - 1, n)` reversed.
+    Linspace {
+        /// Round to integer timesteps (half to even, as numpy): DDIM and DPMSolverMultistep
+        /// round, EulerDiscrete does not.
+        round: bool,
+        /// Space `steps + 1` timesteps and drop timestep 0 (DPMSolverMultistep, UniPC, DEIS).
+        skip_zero: bool,
+    },
+    /// diffusers' `trailing`: `round(arange(N, 0, -N / n)) - 1` (Lin et al. 2023, Table 2).
+    Trailing,
+}
+
+/// Where a grid ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum End {
+    /// At the noise-free point `sigma = 0`, reached by a final step from the schedule's `t_min`.
+    Clean,
+    /// At the schedule's smallest trained time `t_min` (a small sigma > 0).
+    Min,
+    /// At time `t` of the schedule.
+    At(f64),
+}
+
+/// One solver step: from `from` to `to`, the `index`-th (0-based) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// 0-based position in the grid.
+    pub index: usize,
+    /// Number of steps in the grid.
+    pub count: usize,
+    /// Where the step starts.
+    pub from: Point,
+    /// Where the step ends.
+    pub to: Point,
+}
+
+impl Step {
+    /// `lambda_to - lambda_from` (positive when sampling, negative when inverting).
+    pub fn h(&self) -> f64 {
+        self.to.lambda - self.from.lambda
+    }
+
+    /// True on the grid's last step.
+    pub fn is_last(&self) -> bool {
+        self.index + 1 == self.count
+    }
+}
+
+/// A validated sequence of points a solver walks through.
+///
+/// ```
+/// use diffusion_samplers::{DiscreteVp, End, Grid, Spacing};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let g = Grid::new(&s, &Spacing::Leading { steps_offset: 1, skip_zero: false }, 10, End::Clean)?;
+/// let t: Vec<f64> = g.points().iter().map(|p| p.t).collect();
+/// assert_eq!(&t[..3], &[901.0, 801.0, 701.0]);
+/// assert!(g.points()[10].is_clean());
+/// assert_eq!(g.len(), 10);
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    points: Vec<Point>,
+}
+
+impl Grid {
+    /// Place `steps` steps on `schedule` with `spacing`, ending at `end`.
+    pub fn new(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize, end: End) -> Result<Grid> {
+        if steps == 0 {
+            return Err(Error::ZeroSteps);
+        }
+        let (t_min, t_max) = schedule.t_range();
+        let t_end = match end {
+            End::Clean | End::Min => t_min,
+            End::At(t) => {
+                if !(t.is_finite() && t >= t_min.min(0.0) && t < t_max) {
+                    return Err(Error::InvalidGrid(format!(
+                        "end time {t} is outside the schedule's range [{t_min}, {t_max})"
+                    )));
+                }
+                t
+            }
+        };
+        let finish = |mut points: Vec<Point>| -> Result<Grid> {
+            match end {
+                End::Clean => points.push(schedule.clean_point()),
+                End::Min | End::At(_) => points.push(schedule.point(t_end)),
+            }
+            Grid::from_points(points)
+        };
+        // continuous spacings place `count` points from t_max to t_end inclusive
+        let count = match end {
+            End::Clean => steps,
+            _ => steps + 1,
+        };
+        let continuous = |points: Vec<Point>| -> Result<Grid> {
+            match end {
+                End::Clean => {
+                    let mut points = points;
+                    points.push(schedule.clean_point());
+                    Grid::from_points(points)
+                }
+                _ => Grid::from_points(points),
+            }
+        };
+        match spacing {
+            Spacing::UniformTime => {
+                continuous(linspace(t_max, t_end, count).into_iter().map(|t| schedule.point(t)).collect())
+            }
+            Spacing::TimeQuadratic => {
+                if t_end < 0.0 {
+                    return config_err("time-quadratic spacing needs a non-negative end time");
+                }
+                let ts = linspace(t_max.sqrt(), t_end.sqrt(), count);
+                continuous(ts.into_iter().map(|s| schedule.point(s * s)).collect())
+            }
+            Spacing::UniformLambda | Spacing::Exponential => {
+                let (l0, l1) = finite_lambda_range(schedule, t_max, t_end, spacing)?;
+                continuous(linspace(l0, l1, count).into_iter().map(|l| schedule.point_of_lambda(l)).collect())
+            }
+            Spacing::Karras { rho } => {
+                if !(*rho > 0.0 && rho.is_finite()) {
+                    return config_err(format!("Karras rho must be positive and finite, got {rho}"));
+                }
+                let (l0, l1) = finite_lambda_range(schedule, t_max, t_end, spacing)?;
+                let (max_inv, min_inv) = ((-l0).exp().powf(1.0 / rho), (-l1).exp().powf(1.0 / rho));
+                let points = linspace(0.0, 1.0, count)
+                    .into_iter()
+                    .map(|r| {
+                        let ks = (max_inv + r * (min_inv - max_inv)).powf(*rho);
+                        schedule.point_of_lambda(-ks.ln())
+                    })
+                    .collect();
+                continuous(points)
+            }
+            Spacing::Leading { steps_offset, skip_zero } => {
+                let n_train = discrete_steps(schedule, spacing, steps)?;
+                let spaced = if *skip_zero { steps + 1 } else { steps };
+                let ratio = n_train / spaced;
+                if ratio == 0 {
+                    return Err(Error::TooManySteps { steps, max: n_train - usize::from(*skip_zero) });
+                }
+                let ts = (0..steps).map(|i| ((spaced - 1 - i) * ratio + steps_offset) as f64);
+                finish(ts.map(|t| schedule.point(t)).collect())
+            }
+            Spacing::Linspace { round, skip_zero } => {
+                let n_train = discrete_steps(schedule, spacing, steps)?;
+                let spaced = if *skip_zero { steps + 1 } else { steps };
+                let mut ts = linspace(0.0, (n_train - 1) as f64, spaced);
+                if *round {
+                    ts.iter_mut().for_each(|t| *t = t.round_ties_even());
+                }
+                ts.reverse();
+                ts.truncate(steps);
+                finish(ts.into_iter().map(|t| schedule.point(t)).collect())
+            }
+            Spacing::Trailing => {
+                let n_train = discrete_steps(schedule, spacing, steps)?;
+                let ratio = n_train as f64 / steps as f64;
+                let ts = (0..steps).map(|i| (n_train as f64 - i as f64 * ratio).round_ties_even() - 1.0);
+                finish(ts.map(|t| schedule.point(t)).collect())
+            }
+        }
+    }
+
+    /// A grid through the given times of `schedule` (the first is where sampling starts, the last
+    /// where it ends). A time below the schedule's clean time is not allowed; use
+    /// [`Grid::from_points`] with [`Scheduler::clean_point`] to end at `sigma = 0`.
+    pub fn from_times(schedule: &dyn Scheduler, times: &[f64]) -> Result<Grid> {
+        Grid::from_points(times.iter().map(|&t| schedule.point(t)).collect())
+    }
+
+    /// A grid through the given noise levels `ksigma = sigma / alpha` (k-diffusion's and
+    /// diffusers' Euler "sigmas"); a 0 is the clean point.
+    pub fn from_sigmas(schedule: &dyn Scheduler, sigmas: &[f64]) -> Result<Grid> {
+        let mut points = Vec::with_capacity(sigmas.len());
+        for &s in sigmas {
+            if !(s >= 0.0) || s.is_infinite() {
+                return Err(Error::InvalidGrid(format!("sigma {s} is not a finite non-negative number")));
+            }
+            points.push(if s == 0.0 { schedule.clean_point() } else { schedule.point_of_lambda(-s.ln()) });
+        }
+        Grid::from_points(points)
+    }
+
+    /// A grid through explicit points, validated: at least two points, no NaN, `lambda` strictly
+    /// monotone, `sigma = 0` only last and `alpha = 0` only first.
+    pub fn from_points(points: Vec<Point>) -> Result<Grid> {
+        if points.len() < 2 {
+            return Err(Error::ZeroSteps);
+        }
+        for (i, p) in points.iter().enumerate() {
+            if p.lambda.is_nan() || !p.alpha.is_finite() || !p.sigma.is_finite() || p.alpha < 0.0 || p.sigma < 0.0 {
+                return Err(Error::InvalidGrid(format!(
+                    "point {i} (t = {}) has alpha = {}, sigma = {}: both must be finite, non-negative and not both 0",
+                    p.t, p.alpha, p.sigma
+                )));
+            }
+            if p.sigma == 0.0 && i + 1 != points.len() {
+                return Err(Error::InvalidGrid(format!(
+                    "sigma = 0 at point {i} of {}: only the last point may be noise-free",
+                    points.len()
+                )));
+            }
+            if p.alpha == 0.0 && i != 0 {
+                return Err(Error::InvalidGrid(format!(
+                    "alpha = 0 at point {i}: only the first point may be pure noise"
+                )));
+            }
+        }
+        let increasing = points[1].lambda > points[0].lambda;
+        for (i, w) in points.windows(2).enumerate() {
+            let ok = if increasing { w[1].lambda > w[0].lambda } else { w[1].lambda < w[0].lambda };
+            if !ok {
+                return Err(Error::InvalidGrid(format!(
+                    "lambda is not strictly monotone at points {i} and {} (t = {} and {}, lambda = {} and {}): \
+                     remove repeated or out-of-order times",
+                    i + 1,
+                    w[0].t,
+                    w[1].t,
+                    w[0].lambda,
+                    w[1].lambda
+                )));
+            }
+        }
+        Ok(Grid { points })
+    }
+
+    /// The points, in the order the solver visits them.
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+
+    /// Number of steps (`points().len() - 1`).
+    pub fn len(&self) -> usize {
+        self.points.len() - 1
+    }
+
+    /// Always false: a grid has at least one step.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// True when the grid walks towards less noise (sampling), false for an inversion grid.
+    pub fn is_denoising(&self) -> bool {
+        self.points[1].lambda > self.points[0].lambda
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> impl Iterator<Item = Step> + '_ {
+        let count = self.len();
+        self.points.windows(2).enumerate().map(move |(index, w)| Step { index, count, from: w[0], to: w[1] })
+    }
+
+    /// The same points in reverse order (an inversion grid from a sampling grid and back).
+    /// Fails for a grid that ends at `sigma = 0`: inversion cannot start from a noise-free point,
+    /// build the sampling grid with [`End::Min`] instead.
+    pub fn reversed(&self) -> Result<Grid> {
+        let mut points = self.points.clone();
+        points.reverse();
+        Grid::from_points(points)
+    }
+
+    /// The grid from point `k` on (the last `len() - k` steps).
+    pub fn skip(&self, k: usize) -> Result<Grid> {
+        if k >= self.len() {
+            return Err(Error::ZeroSteps);
+        }
+        Ok(Grid { points: self.points[k..].to_vec() })
+    }
+
+    /// The image-to-image grid for `strength` in `[0, 1]`, as diffusers computes it: the last
+    /// `min(floor(n * strength), n)` steps. Noise the input to `points()[0]` of the result with
+    /// [`crate::add_noise`].
+    pub fn img2img(&self, strength: f64) -> Result<Grid> {
+        if !(0.0..=1.0).contains(&strength) {
+            return config_err(format!("img2img strength must lie in [0, 1], got {strength}"));
+        }
+        let n = self.len();
+        let init = ((n as f64 * strength) as usize).min(n);
+        if init == 0 {
+            return Err(Error::InvalidConfig(format!(
+                "strength {strength} with {n} steps leaves no step to run: raise the strength or the step count"
+            )));
+        }
+        self.skip(n - init)
+    }
+
+    /// The model times of the points (what the network is conditioned on), excluding a final
+    /// clean point.
+    pub fn model_times(&self, schedule: &dyn Scheduler) -> Vec<f64> {
+        self.points.iter().filter(|p| !p.is_clean()).map(|p| schedule.model_time(p.t)).collect()
+    }
+}
+
+fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![start];
+    }
+    (0..n)
+        .map(|i| if i + 1 == n { end } else { start + (end - start) * i as f64 / (n - 1) as f64 })
+        .collect()
+}
+
+fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing: &Spacing) -> Result<(f64, f64)> {
+    let (l0, l1) = (schedule.lambda(t_max), schedule.lambda(t_end));
+    if !(l0.is_finite() && l1.is_finite()) {
+        return Err(Error::InvalidGrid(format!(
+            "{spacing:?} needs a finite log-SNR at both ends, got {l0} at t = {t_max} and {l1} at t = {t_end} \
+             (a zero-terminal-SNR or flow schedule starts at alpha = 0): use UniformTime or a discrete spacing"
+        )));
+    }
+    Ok((l0, l1))
+}
+
+fn discrete_steps(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize) -> Result<usize> {
+    let n_train = schedule.train_timesteps().ok_or_else(|| {
+        Error::Unsupported(format!("{spacing:?} spacing needs a discrete schedule (DiscreteVp)"))
+    })?;
+    if steps > n_train {
+        return Err(Error::TooManySteps { steps, max: n_train });
+    }
+    Ok(n_train)
+}

@@ -1,0 +1,10 @@
+//! Numerics written once and shared by the solvers: phi functions and exponential-integrator
+//! weights, the multistep [`History`], and the [`OrderPolicy`].
+
+pub mod expint;
+mod history;
+mod order;
+pub mod phi;
+
+pub use history::History;
+pub use order::{LowerOrderFinal, OrderPolicy};

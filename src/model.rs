@@ -1,0 +1,370 @@
+//! The network side: what it predicts ([`Prediction`]), how it is called ([`Denoiser`]), and
+//! [`Model`], which converts its output to data or noise predictions, counts evaluations and
+//! checks what comes back. Classifier-free guidance and x0 clipping / dynamic thresholding live
+//! here too, as wrappers, not as solver flags.
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{config_err, Error, Result};
+use crate::ops::lincomb;
+use crate::schedule::{Point, Scheduler};
+
+/// What the network outputs, for `x = alpha x0 + sigma eps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Prediction {
+    /// The noise `eps` (DDPM, Stable Diffusion 1.x).
+    #[default]
+    Epsilon,
+    /// The clean sample `x0` (diffusers' `sample`).
+    Sample,
+    /// `v = alpha eps - sigma x0` (Salimans & Ho 2022, arXiv:2202.00512; SD 2.x 768).
+    VPrediction,
+    /// The flow velocity `eps - x0` (rectified flow: SD3, Flux).
+    Flow,
+}
+
+/// A network: called with the current sample and the model time (see
+/// [`Scheduler::model_time`]), returns its prediction with the input's shape, dtype and device.
+///
+/// Every `FnMut(&Tensor, f64) -> candle_core::Result<Tensor>` is a denoiser.
+pub trait Denoiser {
+    /// Evaluate the network once.
+    fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor>;
+}
+
+impl<F> Denoiser for F
+where
+    F: FnMut(&Tensor, f64) -> candle_core::Result<Tensor>,
+{
+    fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
+        self(x, model_time)
+    }
+}
+
+/// What is done to every data prediction before a solver sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum DataTransform {
+    /// Nothing.
+    #[default]
+    None,
+    /// Clamp `x0` to `[-range, range]` (diffusers' `clip_sample`).
+    Clip {
+        /// Half-width of the allowed interval.
+        range: f64,
+    },
+    /// Dynamic thresholding (Saharia et al. 2022, "Imagen", arXiv:2205.11487, Sec. 2.3).
+    DynamicThreshold(DynamicThresholding),
+}
+
+/// Dynamic thresholding: per sample, `s = clamp(quantile(|x0|, ratio), 1, max_value)`, then
+/// `x0 = clamp(x0, -s, s) / s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DynamicThresholding {
+    /// Quantile of `|x0|` (diffusers' `dynamic_thresholding_ratio`, 0.995).
+    pub ratio: f64,
+    /// Upper bound of the threshold (diffusers' `sample_max_value`).
+    pub max_value: f64,
+}
+
+impl Default for DynamicThresholding {
+    fn default() -> Self {
+        DynamicThresholding { ratio: 0.995, max_value: 1.0 }
+    }
+}
+
+/// A [`Denoiser`] bound to its schedule and prediction type: the only place that converts
+/// network outputs, so solvers ask for a data (`x0`) or noise (`eps`) prediction.
+///
+/// It casts the sample to the network's dtype (see [`Model::with_model_dtype`]) and the output
+/// back, counts network evaluations (NFE), and rejects outputs of the wrong shape, dtype or
+/// device, or (by default) holding NaN/inf.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use diffusion_samplers::{DiscreteVp, Model, Prediction, Scheduler};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let mut model = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &s, Prediction::Epsilon);
+/// let x = Tensor::new(&[0.5f64], &Device::Cpu)?;
+/// let p = s.point(500.0);
+/// let x0 = model.data(&x, &p)?; // eps = 0, so x0 = x / alpha
+/// assert!((x0.to_vec1::<f64>()?[0] - 0.5 / p.alpha).abs() < 1e-12);
+/// assert_eq!(model.nfe(), 1);
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+pub struct Model<'a> {
+    denoiser: Box<dyn Denoiser + 'a>,
+    schedule: &'a dyn Scheduler,
+    prediction: Prediction,
+    model_dtype: Option<DType>,
+    transform: DataTransform,
+    check_finite: bool,
+    nfe: usize,
+}
+
+impl<'a> Model<'a> {
+    /// Bind `denoiser` to `schedule` and its prediction type.
+    pub fn new(denoiser: impl Denoiser + 'a, schedule: &'a dyn Scheduler, prediction: Prediction) -> Model<'a> {
+        Model {
+            denoiser: Box::new(denoiser),
+            schedule,
+            prediction,
+            model_dtype: None,
+            transform: DataTransform::None,
+            check_finite: true,
+            nfe: 0,
+        }
+    }
+
+    /// Run the network in `dtype` (e.g. F16/BF16) while the sampler state keeps its own dtype.
+    pub fn with_model_dtype(mut self, dtype: DType) -> Self {
+        self.model_dtype = Some(dtype);
+        self
+    }
+
+    /// Clip or threshold every data prediction.
+    pub fn with_data_transform(mut self, transform: DataTransform) -> Result<Self> {
+        match transform {
+            DataTransform::Clip { range } if !(range > 0.0) => {
+                return config_err(format!("clip range must be positive, got {range}"))
+            }
+            DataTransform::DynamicThreshold(d) if !(d.ratio > 0.0 && d.ratio <= 1.0 && d.max_value >= 1.0) => {
+                return config_err(format!(
+                    "dynamic thresholding needs 0 < ratio <= 1 and max_value >= 1, got {d:?}"
+                ))
+            }
+            _ => {}
+        }
+        self.transform = transform;
+        Ok(self)
+    }
+
+    /// Check every network output for NaN/inf (default on). The check reads one scalar back from
+    /// the device per evaluation; turn it off to avoid that synchronisation.
+    pub fn with_finite_check(mut self, on: bool) -> Self {
+        self.check_finite = on;
+        self
+    }
+
+    /// Network evaluations so far.
+    pub fn nfe(&self) -> usize {
+        self.nfe
+    }
+
+    /// The schedule the model is bound to.
+    pub fn schedule(&self) -> &'a dyn Scheduler {
+        self.schedule
+    }
+
+    /// The prediction type.
+    pub fn prediction(&self) -> Prediction {
+        self.prediction
+    }
+
+    /// The network's raw output at `point`, in `x`'s dtype.
+    pub fn raw(&mut self, x: &Tensor, point: &Point) -> Result<Tensor> {
+        let model_time = self.schedule.model_time(point.t);
+        let input = match self.model_dtype {
+            Some(dt) if dt != x.dtype() => x.to_dtype(dt)?,
+            _ => x.clone(),
+        };
+        let out = self.denoiser.denoise(&input, model_time)?;
+        self.nfe += 1;
+        if out.dims() != input.dims() {
+            return Err(Error::DenoiserShape { expected: input.shape().clone(), got: out.shape().clone(), model_time });
+        }
+        if out.dtype() != input.dtype() {
+            return Err(Error::DenoiserDType { expected: input.dtype(), got: out.dtype(), model_time });
+        }
+        if !out.device().same_device(input.device()) {
+            return Err(Error::DenoiserDevice {
+                expected: format!("{:?}", input.device().location()),
+                got: format!("{:?}", out.device().location()),
+                model_time,
+            });
+        }
+        let out = if out.dtype() != x.dtype() { out.to_dtype(x.dtype())? } else { out };
+        if self.check_finite {
+            let total = out.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !total.is_finite() {
+                return Err(Error::NonFinite { what: "denoiser output", model_time });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The data prediction `x0` at `point` (after the data transform): one network evaluation.
+    pub fn data(&mut self, x: &Tensor, point: &Point) -> Result<Tensor> {
+        let raw = self.raw(x, point)?;
+        let x0 = self.raw_to_data(x, &raw, point)?;
+        self.transform_data(x0)
+    }
+
+    /// The noise prediction `eps` at `point`: one network evaluation. With a data transform the
+    /// noise is re-derived from the transformed `x0`, as diffusers' DPM-Solver does.
+    pub fn noise(&mut self, x: &Tensor, point: &Point) -> Result<Tensor> {
+        let raw = self.raw(x, point)?;
+        if self.transform == DataTransform::None {
+            return self.raw_to_noise(x, &raw, point);
+        }
+        let x0 = self.transform_data(self.raw_to_data(x, &raw, point)?)?;
+        self.noise_from_data(x, &x0, point)
+    }
+
+    /// Both predictions from one evaluation: `x0` after the data transform, and the network's
+    /// own `eps` estimate before it (DDIM's convention when clipping).
+    pub fn data_and_noise(&mut self, x: &Tensor, point: &Point) -> Result<(Tensor, Tensor)> {
+        let raw = self.raw(x, point)?;
+        let eps = self.raw_to_noise(x, &raw, point)?;
+        let x0 = self.transform_data(self.raw_to_data(x, &raw, point)?)?;
+        Ok((x0, eps))
+    }
+
+    fn raw_to_data(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {
+        let (a, s) = (p.alpha, p.sigma);
+        match self.prediction {
+            Prediction::Epsilon => {
+                if a == 0.0 {
+                    return Err(Error::Unsupported(
+                        "an epsilon-prediction model gives no data prediction at alpha = 0 (zero terminal \
+                         SNR or flow start): use a v- or x0-prediction model, or start below t_max"
+                            .into(),
+                    ));
+                }
+                lincomb(&[(1.0 / a, x), (-s / a, raw)])
+            }
+            Prediction::Sample => Ok(raw.clone()),
+            Prediction::VPrediction => {
+                let n2 = a * a + s * s;
+                lincomb(&[(a / n2, x), (-s / n2, raw)])
+            }
+            Prediction::Flow => {
+                let n = a + s;
+                lincomb(&[(1.0 / n, x), (-s / n, raw)])
+            }
+        }
+    }
+
+    fn raw_to_noise(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {
+        let (a, s) = (p.alpha, p.sigma);
+        match self.prediction {
+            Prediction::Epsilon => Ok(raw.clone()),
+            Prediction::Sample => self.noise_from_data(x, raw, p),
+            Prediction::VPrediction => {
+                let n2 = a * a + s * s;
+                lincomb(&[(s / n2, x), (a / n2, raw)])
+            }
+            Prediction::Flow => {
+                let n = a + s;
+                lincomb(&[(1.0 / n, x), (a / n, raw)])
+            }
+        }
+    }
+
+    fn noise_from_data(&self, x: &Tensor, x0: &Tensor, p: &Point) -> Result<Tensor> {
+        if p.sigma == 0.0 {
+            return Err(Error::Unsupported(
+                "a noise prediction at sigma = 0 is undefined for an x0-prediction model or with a data \
+                 transform: end the grid at sigma > 0"
+                    .into(),
+            ));
+        }
+        lincomb(&[(1.0 / p.sigma, x), (-p.alpha / p.sigma, x0)])
+    }
+
+    fn transform_data(&self, x0: Tensor) -> Result<Tensor> {
+        match self.transform {
+            DataTransform::None => Ok(x0),
+            DataTransform::Clip { range } => Ok(x0.clamp(-range, range)?),
+            DataTransform::DynamicThreshold(d) => dynamic_threshold(&x0, d),
+        }
+    }
+}
+
+impl std::fmt::Debug for Model<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("schedule", &self.schedule)
+            .field("prediction", &self.prediction)
+            .field("model_dtype", &self.model_dtype)
+            .field("transform", &self.transform)
+            .field("nfe", &self.nfe)
+            .finish()
+    }
+}
+
+fn dynamic_threshold(x0: &Tensor, d: DynamicThresholding) -> Result<Tensor> {
+    let dims = x0.dims().to_vec();
+    let batch = dims.first().copied().unwrap_or(1).max(1);
+    let flat = x0.reshape((batch, ()))?;
+    let n = flat.dim(1)?;
+    if n == 0 {
+        return Ok(x0.clone());
+    }
+    let (sorted, _) = flat.abs()?.sort_last_dim(true)?;
+    // torch.quantile's linear interpolation between order statistics
+    let pos = d.ratio * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(n - 1);
+    let frac = pos - lo as f64;
+    let q_lo = sorted.narrow(1, lo, 1)?;
+    let q_hi = sorted.narrow(1, hi, 1)?;
+    let s = lincomb(&[(1.0 - frac, &q_lo), (frac, &q_hi)])?.clamp(1.0, d.max_value)?;
+    let clamped = flat.broadcast_minimum(&s)?.broadcast_maximum(&s.neg()?)?;
+    Ok(clamped.broadcast_div(&s)?.reshape(dims)?)
+}
+
+/// Classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598) around a conditional network:
+/// the inner denoiser is called once on the batch `[x, x]` and must return the unconditional
+/// prediction for the first half and the conditional one for the second (it holds both
+/// conditionings). The result is `uncond + scale (cond - uncond)`, optionally rescaled towards
+/// the conditional prediction's standard deviation (Lin et al. 2023, arXiv:2305.08891, Sec. 3.4).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use diffusion_samplers::{ClassifierFreeGuidance, Denoiser};
+/// // a toy network: uncond half predicts 0, cond half predicts 1
+/// let inner = |x: &Tensor, _t: f64| {
+///     let b = x.dim(0)? / 2;
+///     Tensor::cat(&[x.narrow(0, 0, b)?.zeros_like()?, x.narrow(0, b, b)?.ones_like()?], 0)
+/// };
+/// let mut cfg = ClassifierFreeGuidance { denoiser: inner, scale: 7.5, rescale: 0.0 };
+/// let out = cfg.denoise(&Tensor::zeros((1, 3), candle_core::DType::F32, &Device::Cpu)?, 500.0)?;
+/// assert_eq!(out.to_vec2::<f32>()?, vec![vec![7.5f32; 3]]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClassifierFreeGuidance<D> {
+    /// The network evaluated on `[x, x]` (unconditional half first).
+    pub denoiser: D,
+    /// Guidance scale (1 = conditional only).
+    pub scale: f64,
+    /// Guidance rescale factor `phi` in `[0, 1]` (0 = off; diffusers' `guidance_rescale`).
+    pub rescale: f64,
+}
+
+impl<D: Denoiser> Denoiser for ClassifierFreeGuidance<D> {
+    fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
+        let b = x.dim(0)?;
+        let both = self.denoiser.denoise(&Tensor::cat(&[x, x], 0)?, model_time)?;
+        if both.dim(0)? != 2 * b {
+            candle_core::bail!(
+                "classifier-free guidance: the network returned batch {} for input batch {}",
+                both.dim(0)?,
+                2 * b
+            );
+        }
+        let uncond = both.narrow(0, 0, b)?;
+        let cond = both.narrow(0, b, b)?;
+        let guided = (&uncond + ((&cond - &uncond)?.affine(self.scale, 0.0))?)?;
+        if self.rescale == 0.0 {
+            return Ok(guided);
+        }
+        let std = |t: &Tensor| -> candle_core::Result<Tensor> { t.reshape((b, ()))?.var_keepdim(1)?.sqrt() };
+        let ratio = (std(&cond)? / std(&guided)?)?;
+        let shape = guided.shape().clone();
+        let flat = guided.reshape((b, ()))?;
+        let rescaled = flat.broadcast_mul(&ratio)?;
+        let mixed = ((rescaled.affine(self.rescale, 0.0))? + flat.affine(1.0 - self.rescale, 0.0)?)?;
+        mixed.reshape(shape)
+    }
+}

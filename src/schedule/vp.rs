@@ -1,0 +1,315 @@
+//! Variance-preserving schedules (`alpha^2 + sigma^2 = 1`): the discrete DDPM table and the
+//! continuous linear-beta schedule of score-SDE / DPM-Solver.
+
+use super::{Point, Scheduler};
+use crate::error::{config_err, Result};
+
+/// How the betas of a [`DiscreteVp`] table are made.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BetaSchedule {
+    /// `betas = linspace(beta_start, beta_end, n)` (Ho et al. 2020).
+    Linear {
+        /// First beta.
+        beta_start: f64,
+        /// Last beta.
+        beta_end: f64,
+    },
+    /// `betas = linspace(sqrt(beta_start), sqrt(beta_end), n)^2` (Stable Diffusion).
+    ScaledLinear {
+        /// First beta.
+        beta_start: f64,
+        /// Last beta.
+        beta_end: f64,
+    },
+    /// The cosine schedule of Nichol & Dhariwal 2021 (arXiv:2102.09672):
+    /// `beta_i = min(1 - abar((i+1)/n) / abar(i/n), max_beta)`, `abar(u) = cos((u + 0.008)/1.008 * pi/2)^2`.
+    SquaredCosCapV2 {
+        /// Upper clip of each beta (diffusers uses 0.999).
+        max_beta: f64,
+    },
+    /// User-supplied betas, one per training timestep (diffusers' `trained_betas`).
+    Betas(Vec<f64>),
+    /// User-supplied cumulative products of `1 - beta`, one per training timestep.
+    AlphasCumprod(Vec<f64>),
+}
+
+/// A discrete-time DDPM schedule: a table of `alphas_cumprod` over training indices `0..n`,
+/// extended to continuous time by linear interpolation of `ln(sigma / alpha)` over the index (as
+/// k-diffusion and diffusers' `_sigma_to_t` do). The model time is the (fractional) index.
+///
+/// ```
+/// use diffusion_samplers::{DiscreteVp, Scheduler};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let (alpha, sigma) = s.alpha_sigma(0.0);
+/// assert!((sigma - 0.01).abs() < 1e-12 && (alpha * alpha + sigma * sigma - 1.0).abs() < 1e-12);
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct DiscreteVp {
+    alphas_cumprod: Vec<f64>,
+    log_ksigmas: Vec<f64>,
+}
+
+impl DiscreteVp {
+    /// A table of `train_timesteps` entries from a beta schedule.
+    pub fn new(betas: BetaSchedule, train_timesteps: usize) -> Result<DiscreteVp> {
+        if train_timesteps < 2 && !matches!(betas, BetaSchedule::Betas(_) | BetaSchedule::AlphasCumprod(_)) {
+            return config_err(format!(
+                "a discrete schedule needs at least 2 training timesteps, got {train_timesteps}"
+            ));
+        }
+        let n = train_timesteps;
+        let check_range = |start: f64, end: f64| -> Result<()> {
+            if !(start.is_finite() && end.is_finite() && start > 0.0 && end > 0.0 && start < 1.0 && end < 1.0) {
+                return config_err(format!(
+                    "beta range ({start}, {end}) is invalid: betas must lie in (0, 1), e.g. 0.0001..0.02"
+                ));
+            }
+            Ok(())
+        };
+        let alphas_cumprod = match betas {
+            BetaSchedule::Linear { beta_start, beta_end } => {
+                check_range(beta_start, beta_end)?;
+                cumprod(&linspace(beta_start, beta_end, n))
+            }
+            BetaSchedule::ScaledLinear { beta_start, beta_end } => {
+                check_range(beta_start, beta_end)?;
+                let b: Vec<f64> = linspace(beta_start.sqrt(), beta_end.sqrt(), n).iter().map(|b| b * b).collect();
+                cumprod(&b)
+            }
+            BetaSchedule::SquaredCosCapV2 { max_beta } => {
+                if !(max_beta > 0.0 && max_beta <= 1.0) {
+                    return config_err(format!("max_beta {max_beta} must lie in (0, 1]"));
+                }
+                let abar = |u: f64| ((u + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let b: Vec<f64> = (0..n)
+                    .map(|i| {
+                        let (u0, u1) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
+                        (1.0 - abar(u1) / abar(u0)).min(max_beta)
+                    })
+                    .collect();
+                cumprod(&b)
+            }
+            BetaSchedule::Betas(b) => {
+                if b.len() < 2 || b.iter().any(|&x| !(x > 0.0 && x <= 1.0)) {
+                    return config_err("trained betas must be at least 2 values in (0, 1]");
+                }
+                cumprod(&b)
+            }
+            BetaSchedule::AlphasCumprod(a) => a,
+        };
+        Self::from_alphas_cumprod(alphas_cumprod)
+    }
+
+    /// diffusers' default DDPM table: linear betas 1e-4..0.02.
+    pub fn linear(beta_start: f64, beta_end: f64, train_timesteps: usize) -> Result<DiscreteVp> {
+        Self::new(BetaSchedule::Linear { beta_start, beta_end }, train_timesteps)
+    }
+
+    /// Stable Diffusion's table: scaled-linear betas (0.00085..0.012 for SD 1.x/2.x/XL).
+    pub fn scaled_linear(beta_start: f64, beta_end: f64, train_timesteps: usize) -> Result<DiscreteVp> {
+        Self::new(BetaSchedule::ScaledLinear { beta_start, beta_end }, train_timesteps)
+    }
+
+    fn from_alphas_cumprod(alphas_cumprod: Vec<f64>) -> Result<DiscreteVp> {
+        if alphas_cumprod.len() < 2 {
+            return config_err("a discrete schedule needs at least 2 training timesteps");
+        }
+        let last = alphas_cumprod.len() - 1;
+        for (i, w) in alphas_cumprod.windows(2).enumerate() {
+            let ok_last = i + 1 == last && w[1] == 0.0; // zero terminal SNR
+            if !(w[0] > 0.0 && w[0] < 1.0 && (w[1] > 0.0 || ok_last) && w[1] < w[0]) {
+                return config_err(format!(
+                    "alphas_cumprod must decrease strictly within (0, 1) (only the last may be 0); \
+                     entries {i} and {} are {} and {}",
+                    i + 1,
+                    w[0],
+                    w[1]
+                ));
+            }
+        }
+        let log_ksigmas = alphas_cumprod.iter().map(|&a| 0.5 * ((1.0 - a) / a).ln()).collect();
+        Ok(DiscreteVp { alphas_cumprod, log_ksigmas })
+    }
+
+    /// Rescale to zero terminal SNR (Lin et al. 2023, arXiv:2305.08891, Algorithm 1):
+    /// `sqrt(abar)` is shifted and scaled so that the last entry is exactly 0 and the first is kept.
+    /// The model must be a v- or x0-prediction model to be sampled from `alpha = 0`.
+    pub fn rescale_zero_terminal_snr(self) -> Result<DiscreteVp> {
+        let sqrt: Vec<f64> = self.alphas_cumprod.iter().map(|a| a.sqrt()).collect();
+        let (a0, at) = (sqrt[0], sqrt[sqrt.len() - 1]);
+        let scale = a0 / (a0 - at);
+        let rescaled = sqrt.iter().map(|s| ((s - at) * scale).powi(2)).collect();
+        Self::from_alphas_cumprod(rescaled)
+    }
+
+    /// The cumulative products of `1 - beta`, one per training timestep.
+    pub fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
+    }
+
+    /// The point at an integer training index, straight from the table.
+    pub fn table_point(&self, index: usize) -> Point {
+        let i = index.min(self.alphas_cumprod.len() - 1);
+        let a = self.alphas_cumprod[i];
+        Point::new(i as f64, a.sqrt(), (1.0 - a).sqrt())
+    }
+}
+
+impl Scheduler for DiscreteVp {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        let last = (self.alphas_cumprod.len() - 1) as f64;
+        let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, last) };
+        if t.fract() == 0.0 {
+            let a = self.alphas_cumprod[t as usize];
+            return (a.sqrt(), (1.0 - a).sqrt());
+        }
+        let i = t.floor() as usize;
+        let w = t - i as f64;
+        let log_ks = (1.0 - w) * self.log_ksigmas[i] + w * self.log_ksigmas[i + 1];
+        vp_from_log_ksigma(log_ks)
+    }
+
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        let log_ks = -lambda;
+        let table = &self.log_ksigmas;
+        if log_ks.is_nan() || log_ks <= table[0] {
+            return 0.0;
+        }
+        let last = table.len() - 1;
+        if log_ks >= table[last] {
+            return last as f64;
+        }
+        // first index whose log-sigma exceeds the target; the table increases with t
+        let hi = table.partition_point(|&v| v <= log_ks);
+        let lo = hi - 1;
+        let w = (log_ks - table[lo]) / (table[hi] - table[lo]);
+        lo as f64 + w
+    }
+
+    fn t_range(&self) -> (f64, f64) {
+        (0.0, (self.alphas_cumprod.len() - 1) as f64)
+    }
+
+    fn model_time(&self, t: f64) -> f64 {
+        t
+    }
+
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        model_time
+    }
+
+    fn clean_point(&self) -> Point {
+        Point::clean(-1.0)
+    }
+
+    fn train_timesteps(&self) -> Option<usize> {
+        Some(self.alphas_cumprod.len())
+    }
+}
+
+/// `(alpha, sigma)` of a VP schedule at `ln(sigma / alpha) = log_ks`.
+pub(crate) fn vp_from_log_ksigma(log_ks: f64) -> (f64, f64) {
+    // alpha = 1/sqrt(1 + ks^2), sigma = ks/sqrt(1 + ks^2), written to stay finite for huge ks
+    if log_ks > 0.0 {
+        let inv = (-log_ks).exp();
+        let norm = (1.0 + inv * inv).sqrt();
+        (inv / norm, 1.0 / norm)
+    } else {
+        let ks = log_ks.exp();
+        let norm = (1.0 + ks * ks).sqrt();
+        (1.0 / norm, ks / norm)
+    }
+}
+
+fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![start];
+    }
+    (0..n).map(|i| start + (end - start) * i as f64 / (n - 1) as f64).collect()
+}
+
+fn cumprod(betas: &[f64]) -> Vec<f64> {
+    let mut acc = 1.0;
+    betas
+        .iter()
+        .map(|b| {
+            acc *= 1.0 - b;
+            acc
+        })
+        .collect()
+}
+
+/// The continuous linear-beta VP schedule of score-SDE (Song et al. 2021, arXiv:2011.13456) as
+/// used by DPM-Solver: `ln alpha(t) = -(beta_1 - beta_0) t^2 / 4 - beta_0 t / 2`, `t` in
+/// `[t_eps, 1]`. The model time is `t` itself.
+///
+/// ```
+/// use diffusion_samplers::{ContinuousVp, Scheduler};
+/// let s = ContinuousVp::default();
+/// let t = 0.37;
+/// assert!((s.t_of_lambda(s.lambda(t)) - t).abs() < 1e-12);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContinuousVp {
+    /// `beta(0)`.
+    pub beta_0: f64,
+    /// `beta(1)`.
+    pub beta_1: f64,
+    /// Smallest time sampled (the noise level where sampling usually stops).
+    pub t_eps: f64,
+}
+
+impl Default for ContinuousVp {
+    fn default() -> Self {
+        ContinuousVp { beta_0: 0.1, beta_1: 20.0, t_eps: 1e-3 }
+    }
+}
+
+impl ContinuousVp {
+    /// Validated constructor.
+    pub fn new(beta_0: f64, beta_1: f64, t_eps: f64) -> Result<ContinuousVp> {
+        if !(beta_0 >= 0.0 && beta_1 > beta_0 && beta_1.is_finite()) {
+            return config_err(format!("need 0 <= beta_0 < beta_1, got beta_0 = {beta_0}, beta_1 = {beta_1}"));
+        }
+        if !(t_eps > 0.0 && t_eps < 1.0) {
+            return config_err(format!("t_eps must lie in (0, 1), got {t_eps}"));
+        }
+        Ok(ContinuousVp { beta_0, beta_1, t_eps })
+    }
+
+    fn log_alpha(&self, t: f64) -> f64 {
+        -0.25 * t * t * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+    }
+}
+
+impl Scheduler for ContinuousVp {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        let la = self.log_alpha(t);
+        (la.exp(), (-(2.0 * la).exp_m1()).sqrt())
+    }
+
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        // DPM-Solver (Lu et al. 2022, arXiv:2206.00927), Appendix: closed-form inverse of lambda(t)
+        let softplus = |z: f64| if z > 30.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
+        let tmp = 2.0 * (self.beta_1 - self.beta_0) * softplus(-2.0 * lambda);
+        let delta = self.beta_0 * self.beta_0 + tmp;
+        tmp / (delta.sqrt() + self.beta_0) / (self.beta_1 - self.beta_0)
+    }
+
+    fn t_range(&self) -> (f64, f64) {
+        (self.t_eps, 1.0)
+    }
+
+    fn model_time(&self, t: f64) -> f64 {
+        t
+    }
+
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        model_time
+    }
+
+    fn clean_point(&self) -> Point {
+        Point::clean(0.0)
+    }
+}

@@ -1,0 +1,33 @@
+//! The solvers, one file each. A solver is an immutable config implementing [`Solver`]; its
+//! mutable memory (multistep history, noise generator) is the explicit `State`.
+
+mod ddim;
+mod dpm_solver;
+mod euler;
+mod heun;
+
+pub use ddim::{Ddim, DdimState};
+pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType};
+pub use euler::Euler;
+pub use heun::{Churn, Heun, HeunState};
+
+use candle_core::Tensor;
+
+use crate::error::Result;
+use crate::grid::{Grid, Step};
+use crate::model::Model;
+
+/// One step of an ODE/SDE solver for the probability-flow ODE.
+pub trait Solver {
+    /// What the solver carries between steps.
+    type State;
+
+    /// A short name for progress and error messages.
+    fn name(&self) -> &'static str;
+
+    /// Validate the configuration against `grid` and make the initial state.
+    fn init_state(&self, grid: &Grid) -> Result<Self::State>;
+
+    /// Advance `x` from `step.from` to `step.to`.
+    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut Self::State) -> Result<Tensor>;
+}
