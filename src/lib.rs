@@ -48,4 +48,4 @@ pub use noise::{NoiseSource, SeededNoise};
 pub use ops::lincomb;
 pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};
 pub use schedule::{BetaSchedule, ContinuousVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler};
-pub use solvers::{Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType};
+pub use solvers::{Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder};

@@ -44,10 +44,17 @@ pub enum BetaSchedule {
 /// assert!((sigma - 0.01).abs() < 1e-12 && (alpha * alpha + sigma * sigma - 1.0).abs() < 1e-12);
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DiscreteVp {
     alphas_cumprod: Vec<f64>,
     log_ksigmas: Vec<f64>,
+}
+
+impl std::fmt::Debug for DiscreteVp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.alphas_cumprod;
+        write!(f, "DiscreteVp {{ train_timesteps: {}, alphas_cumprod: [{:.6e} .. {:.6e}] }}", a.len(), a[0], a[a.len() - 1])
+    }
 }
 
 impl DiscreteVp {

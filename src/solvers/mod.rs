@@ -7,7 +7,7 @@ mod euler;
 mod heun;
 
 pub use ddim::{Ddim, DdimState};
-pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType};
+pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use euler::Euler;
 pub use heun::{Churn, Heun, HeunState};
 
