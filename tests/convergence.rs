@@ -1,0 +1,92 @@
+//! Measured convergence order on the Gaussian mixture: error against the exact ODE endpoint for
+//! 20..160 steps on uniform-lambda grids ending at a small sigma > 0, fitted log-log slope.
+
+mod common;
+
+use common::{noise, order_slope, rms};
+use diffusion_samplers::testing::GaussianMixture;
+use diffusion_samplers::*;
+
+const NS: [usize; 4] = [20, 40, 80, 160];
+
+fn schedules() -> Vec<(&'static str, Box<dyn Scheduler>)> {
+    vec![
+        ("ContinuousVp", Box::new(ContinuousVp::default())),
+        ("DiscreteVp linear", Box::new(DiscreteVp::linear(1e-4, 0.02, 1000).unwrap())),
+    ]
+}
+
+fn measure<S: Solver>(solver: &S, prediction: Prediction) -> Vec<(String, f64, Vec<f64>)> {
+    let gm = GaussianMixture::example(4, 3, 11).unwrap();
+    let x_t = noise(16, 4, 5);
+    let mut out = vec![];
+    for (name, sched) in schedules() {
+        let sched = sched.as_ref();
+        let mut errs = vec![];
+        for n in NS {
+            let grid = Grid::new(sched, &Spacing::UniformLambda, n, End::Min).unwrap();
+            let pts = grid.points();
+            let exact = gm.exact_endpoint(&x_t, &pts[0], &pts[n]).unwrap();
+            let mut model = Model::new(gm.denoiser(sched, prediction), sched, prediction);
+            let x = sample(solver, &mut model, &grid, &x_t).unwrap();
+            errs.push(rms(&x, &exact));
+        }
+        let slope = order_slope(&NS, &errs);
+        println!("{:<22} {:<18} slope {:.3}  errors {:?}", solver.name(), name, slope, errs);
+        out.push((name.to_string(), slope, errs));
+    }
+    out
+}
+
+fn assert_order<S: Solver>(solver: &S, prediction: Prediction, min: f64) {
+    for (sched, slope, errs) in measure(solver, prediction) {
+        assert!(slope >= min, "{} on {sched}: slope {slope:.3} < {min} (errors {errs:?})", solver.name());
+        assert!(errs[3] < errs[0], "{} on {sched}: error does not fall", solver.name());
+    }
+}
+
+#[test]
+fn ddim_is_first_order() {
+    assert_order(&Ddim::default(), Prediction::Epsilon, 0.9);
+}
+
+#[test]
+fn euler_is_first_order() {
+    assert_order(&Euler, Prediction::VPrediction, 0.9);
+}
+
+#[test]
+fn heun_is_second_order() {
+    assert_order(&Heun::default(), Prediction::Epsilon, 1.8);
+}
+
+#[test]
+fn dpm_solver_pp_2m_is_second_order() {
+    assert_order(&DpmSolverMultistep::pp(2), Prediction::Epsilon, 1.8);
+    let heun_variant = DpmSolverMultistep { solver_type: SolverType::Heun, ..DpmSolverMultistep::pp(2) };
+    assert_order(&heun_variant, Prediction::Epsilon, 1.8);
+}
+
+#[test]
+fn dpm_solver_pp_3m_is_third_order() {
+    assert_order(&DpmSolverMultistep::pp(3), Prediction::Epsilon, 2.6);
+}
+
+/// The noise-prediction form converges more irregularly over 20..160 steps (measured slope 2.48
+/// for 3M: the noise prediction varies fast in lambda near the small-sigma end); the data form
+/// above is the one the acceptance bound of 2.6 is stated for.
+#[test]
+fn dpm_solver_noise_multistep_orders() {
+    assert_order(&DpmSolverMultistep::noise(2), Prediction::Epsilon, 1.8);
+    assert_order(&DpmSolverMultistep::noise(3), Prediction::Epsilon, 2.35);
+}
+
+/// The reference implementation's third-order weight (diffusers, k-diffusion) is measurably
+/// only second order; this pins that finding so a change in either direction is noticed.
+#[test]
+fn reference_third_order_weight_is_only_second_order() {
+    let reference = DpmSolverMultistep { third_order: ThirdOrder::Reference, ..DpmSolverMultistep::pp(3) };
+    for (sched, slope, _) in measure(&reference, Prediction::Epsilon) {
+        assert!((1.8..2.4).contains(&slope), "reference 3M on {sched}: slope {slope:.3}");
+    }
+}
