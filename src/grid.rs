@@ -334,13 +334,14 @@ impl Grid {
     }
 }
 
+/// numpy's `linspace` to the last bit (`start + i * step`, last point exact): diffusers rounds
+/// these values, and `999 * 15 / 30` is 499.5 where numpy's `15 * 33.3` is 499.49999999999994.
 fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
     }
-    (0..n)
-        .map(|i| if i + 1 == n { end } else { start + (end - start) * i as f64 / (n - 1) as f64 })
-        .collect()
+    let step = (end - start) / (n - 1) as f64;
+    (0..n).map(|i| if i + 1 == n { end } else { start + i as f64 * step }).collect()
 }
 
 fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing: &Spacing) -> Result<(f64, f64)> {

@@ -169,19 +169,11 @@ impl<'a> Model<'a> {
         };
         let out = self.denoiser.denoise(&input, model_time)?;
         self.nfe += 1;
-        if out.dims() != input.dims() {
-            return Err(Error::DenoiserShape { expected: input.shape().clone(), got: out.shape().clone(), model_time });
-        }
-        if out.dtype() != input.dtype() {
-            return Err(Error::DenoiserDType { expected: input.dtype(), got: out.dtype(), model_time });
-        }
-        if !out.device().same_device(input.device()) {
-            return Err(Error::DenoiserDevice {
-                expected: format!("{:?}", input.device().location()),
-                got: format!("{:?}", out.device().location()),
-                model_time,
-            });
-        }
+        check_output(
+            (input.shape(), input.dtype(), input.device().location()),
+            (out.shape(), out.dtype(), out.device().location()),
+            model_time,
+        )?;
         let out = if out.dtype() != x.dtype() { out.to_dtype(x.dtype())? } else { out };
         if self.check_finite {
             let total = out.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -292,6 +284,21 @@ impl std::fmt::Debug for Model<'_> {
     }
 }
 
+type TensorMeta<'a> = (&'a candle_core::Shape, DType, candle_core::DeviceLocation);
+
+fn check_output(expected: TensorMeta, got: TensorMeta, model_time: f64) -> Result<()> {
+    if got.0 != expected.0 {
+        return Err(Error::DenoiserShape { expected: expected.0.clone(), got: got.0.clone(), model_time });
+    }
+    if got.1 != expected.1 {
+        return Err(Error::DenoiserDType { expected: expected.1, got: got.1, model_time });
+    }
+    if got.2 != expected.2 {
+        return Err(Error::DenoiserDevice { expected: format!("{:?}", expected.2), got: format!("{:?}", got.2), model_time });
+    }
+    Ok(())
+}
+
 fn dynamic_threshold(x0: &Tensor, d: DynamicThresholding) -> Result<Tensor> {
     let dims = x0.dims().to_vec();
     let batch = dims.first().copied().unwrap_or(1).max(1);
@@ -366,5 +373,26 @@ impl<D: Denoiser> Denoiser for ClassifierFreeGuidance<D> {
         let rescaled = flat.broadcast_mul(&ratio)?;
         let mixed = ((rescaled.affine(self.rescale, 0.0))? + flat.affine(1.0 - self.rescale, 0.0)?)?;
         mixed.reshape(shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DeviceLocation, Shape};
+
+    // A second device is not available on a CPU-only machine, so the device comparison is
+    // checked on the metadata it works on.
+    #[test]
+    fn output_on_another_device_is_rejected() {
+        let shape = Shape::from((2, 3));
+        let cpu = (&shape, DType::F32, DeviceLocation::Cpu);
+        let gpu = (&shape, DType::F32, DeviceLocation::Cuda { gpu_id: 0 });
+        let err = check_output(cpu, gpu, 250.0).unwrap_err();
+        assert!(matches!(err, Error::DenoiserDevice { model_time, .. } if model_time == 250.0), "{err}");
+        assert!(err.to_string().contains("Cuda"));
+        assert!(check_output(cpu, cpu, 1.0).is_ok());
+        let other_gpu = (&shape, DType::F32, DeviceLocation::Cuda { gpu_id: 1 });
+        assert!(check_output(gpu, other_gpu, 1.0).is_err());
     }
 }
