@@ -181,7 +181,7 @@ impl Grid {
                 if ratio == 0 {
                     return Err(Error::TooManySteps { steps, max: n_train - usize::from(*skip_zero) });
                 }
-                let ts = (0..steps).map(|i| ((spaced - 1 - i) * ratio + steps_offset) as f64);
+                let ts = (0..steps).map(|i| ((spaced - 1 - i) * ratio).saturating_add(*steps_offset) as f64);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
             Spacing::Linspace { round, skip_zero } => {

@@ -171,10 +171,14 @@ impl GaussianMixture {
     pub fn exact_endpoint(&self, x: &Tensor, from: &Point, to: &Point) -> Result<Tensor> {
         let v = self.flat(x)?;
         let out = self.exact_endpoint_vec(&v, from, to);
+        if out.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { what: "exact ODE endpoint (start or end point not finite?)", model_time: to.t });
+        }
         Ok(Tensor::from_vec(out, x.shape(), x.device())?.to_dtype(x.dtype())?)
     }
 
-    /// [`GaussianMixture::exact_endpoint`] on a row-major `[n, D]` slice.
+    /// [`GaussianMixture::exact_endpoint`] on a row-major `[n, D]` slice (NaN where the
+    /// integration cannot proceed, e.g. from a non-finite start).
     pub fn exact_endpoint_vec(&self, x: &[f64], from: &Point, to: &Point) -> Vec<f64> {
         let (rho0, rho1) = (from.alpha.hypot(from.sigma), to.alpha.hypot(to.sigma));
         let (th0, th1) = (from.sigma.atan2(from.alpha), to.sigma.atan2(to.alpha));
@@ -216,6 +220,8 @@ fn dopri5(f: impl Fn(f64, &[f64]) -> Vec<f64>, t0: f64, t1: f64, mut y: Vec<f64>
     let mut k: Vec<Vec<f64>> = vec![vec![0.0; n]; 7];
     k[0] = f(t, &y);
     let mut tmp = vec![0.0; n];
+    const MAX_STEPS: usize = 10_000_000;
+    let mut steps = 0usize;
     while (t1 - t) * dir > 0.0 {
         h = h.min((t1 - t).abs());
         for s in 1..7 {
@@ -230,7 +236,12 @@ fn dopri5(f: impl Fn(f64, &[f64]) -> Vec<f64>, t0: f64, t1: f64, mut y: Vec<f64>
             let y4 = y[i] + dir * h * (0..7).map(|j| B4[j] * k[j][i]).sum::<f64>();
             let y5 = y[i] + dir * h * (0..7).map(|j| B5[j] * k[j][i]).sum::<f64>();
             let scale = atol + rtol * y[i].abs().max(y5.abs());
-            err = err.max(((y5 - y4) / scale).abs());
+            let e = ((y5 - y4) / scale).abs();
+            err = if e.is_nan() { f64::NAN } else { err.max(e) };
+        }
+        steps += 1;
+        if err.is_nan() || steps > MAX_STEPS || h < 1e-14 * span {
+            return vec![f64::NAN; n];
         }
         if err <= 1.0 {
             t += dir * h;

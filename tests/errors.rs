@@ -164,3 +164,18 @@ fn epsilon_model_at_alpha_zero_is_refused() {
     let err = sample(&Heun::default(), &mut model, &grid, &noise(2, 2, 0)).unwrap_err();
     assert!(matches!(err.root(), Error::Unsupported(_)), "{err}");
 }
+
+#[test]
+fn exact_endpoint_of_a_non_finite_start_is_an_error() {
+    let s = sched();
+    let gm = GaussianMixture::example(2, 2, 0).unwrap();
+    let x = Tensor::new(&[[f64::NAN, 0.0]], &candle_core::Device::Cpu).unwrap();
+    let err = gm.exact_endpoint(&x, &s.point(999.0), &s.point(0.0)).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+}
+
+#[test]
+fn huge_steps_offset_is_an_error_not_an_overflow() {
+    let err = Grid::new(&sched(), &Spacing::Leading { steps_offset: usize::MAX, skip_zero: false }, 10, End::Clean).unwrap_err();
+    assert!(matches!(err, Error::InvalidGrid(_)), "{err}");
+}
