@@ -41,7 +41,7 @@ fn exact_nfe_counts() {
     let x = noise(3, 2, 1);
     for (end, heun_nfe) in [(End::Clean, 2 * 7 - 1), (End::Min, 2 * 7)] {
         let grid = Grid::new(&s, &Spacing::Karras { rho: 7.0 }, 7, end).unwrap();
-        let mut count = |solver: &dyn Fn(&mut Model) -> Result<Tensor>| {
+        let count = |solver: &dyn Fn(&mut Model) -> Result<Tensor>| {
             let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
             let out = solver(&mut model).unwrap();
             assert!(out.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().all(|v| v.is_finite()));
@@ -62,7 +62,7 @@ fn into_sigma_zero_every_solver_returns_finite_data() {
     let x = noise(16, 3, 2);
     let grid = Grid::new(&s, &Spacing::UniformLambda, 25, End::Clean).unwrap();
     let exact = gm.exact_endpoint(&x, &grid.points()[0], &grid.points()[25]).unwrap();
-    let mut check = |name: &str, solver: &dyn Fn(&mut Model) -> Result<Tensor>, tol: f64| {
+    let check = |name: &str, solver: &dyn Fn(&mut Model) -> Result<Tensor>, tol: f64| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
         let out = solver(&mut model).unwrap();
         let err = rms(&out, &exact);
