@@ -7,7 +7,7 @@
 //!
 //! The pieces: a [`Scheduler`] (noise schedule) gives `alpha`, `sigma` and `lambda` at each time;
 //! a [`Spacing`] places the sampling times into a validated [`Grid`]; a [`Model`] wraps your
-//! network (any [`Denoiser`]) and converts its output; a [`Solver`] advances one step; [`sample`]
+//! network (any [`Denoiser`]) and converts its output; a [`Solver`] advances one step; [`sample()`]
 //! is the loop.
 //!
 //! ```
