@@ -90,9 +90,93 @@ pub enum Error {
         model_time: f64,
     },
 
+    /// Tensors combined by [`crate::lincomb`] differ in shape, dtype or device.
+    #[error(
+        "lincomb term {index} has {what} {got} but term 0 has {expected}: combine tensors of one \
+         shape, dtype and device (broadcast or cast them first)"
+    )]
+    TermMismatch {
+        /// Index of the offending term.
+        index: usize,
+        /// What differs: "shape", "dtype" or "device".
+        what: &'static str,
+        /// The first term's value.
+        expected: String,
+        /// The offending term's value.
+        got: String,
+    },
+
     /// The combination of options is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),
+
+    /// A diffusers `scheduler_config.json` option (or `_class_name`) that is malformed, out of
+    /// range, unknown, or not implemented (see [`crate::diffusers`]).
+    #[error("scheduler_config.json `{key}`: {message}")]
+    DiffusersConfig {
+        /// The JSON key (`<json>` for a syntax error, `<file>` for an unreadable file).
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
+    /// A model file (config or weights) is missing, unreadable or malformed.
+    #[error("cannot load model file {path}: {reason}")]
+    ModelFile {
+        /// The file.
+        path: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+
+    /// A model config field is malformed, inconsistent or names something not supported.
+    #[error("model config field `{field}`: {reason}")]
+    ModelConfig {
+        /// The config.json key.
+        field: String,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+
+    /// The model config needs a weight tensor that the weights file lacks.
+    #[error(
+        "weight tensor `{name}` is missing from {file}: the weights do not match the config \
+         (use the config.json that came with these weights)"
+    )]
+    MissingWeight {
+        /// Tensor name (diffusers' naming).
+        name: String,
+        /// The weights file.
+        file: String,
+    },
+
+    /// A weight tensor's shape disagrees with the model config.
+    #[error(
+        "weight tensor `{name}` has shape {got:?} but the config implies {expected:?}: the \
+         weights do not match the config (use the config.json that came with these weights)"
+    )]
+    WeightShape {
+        /// Tensor name (diffusers' naming).
+        name: String,
+        /// Shape implied by the config.
+        expected: Shape,
+        /// Shape in the weights file.
+        got: Shape,
+    },
+
+    /// The weights file holds tensors the model config has no place for.
+    #[error(
+        "{count} weight tensor(s) in {file} are not used by the config, e.g. `{name}`: the \
+         weights do not match the config (use the config.json that came with these weights)"
+    )]
+    UnusedWeights {
+        /// One unused tensor name (the first in sorted order).
+        name: String,
+        /// How many tensors are unused.
+        count: usize,
+        /// The weights file.
+        file: String,
+    },
 
     /// An error from a solver step, naming the solver and the step (1-based).
     #[error("{solver} step {step}/{count}: {source}")]

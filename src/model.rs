@@ -62,7 +62,8 @@ pub enum DataTransform {
 pub struct DynamicThresholding {
     /// Quantile of `|x0|` (diffusers' `dynamic_thresholding_ratio`, 0.995).
     pub ratio: f64,
-    /// Upper bound of the threshold (diffusers' `sample_max_value`).
+    /// Upper bound of the threshold (diffusers' `sample_max_value`). Below 1 every sample's
+    /// threshold is `max_value` (torch's `clamp(s, min=1, max=max_value)` applies the max last).
     pub max_value: f64,
 }
 
@@ -127,9 +128,9 @@ impl<'a> Model<'a> {
             DataTransform::Clip { range } if !(range > 0.0) => {
                 return config_err(format!("clip range must be positive, got {range}"))
             }
-            DataTransform::DynamicThreshold(d) if !(d.ratio > 0.0 && d.ratio <= 1.0 && d.max_value >= 1.0) => {
+            DataTransform::DynamicThreshold(d) if !(d.ratio >= 0.0 && d.ratio <= 1.0 && d.max_value > 0.0) => {
                 return config_err(format!(
-                    "dynamic thresholding needs 0 < ratio <= 1 and max_value >= 1, got {d:?}"
+                    "dynamic thresholding needs 0 <= ratio <= 1 and max_value > 0, got {d:?}"
                 ))
             }
             _ => {}
@@ -209,6 +210,14 @@ impl<'a> Model<'a> {
         let eps = self.raw_to_noise(x, &raw, point)?;
         let x0 = self.transform_data(self.raw_to_data(x, &raw, point)?)?;
         Ok((x0, eps))
+    }
+
+    /// The noise prediction at `point` for the sample `x` from a raw network output (or a
+    /// combination of raw outputs) without calling the network; no data transform is applied.
+    /// diffusers' `PNDMScheduler` converts its combined outputs this way (see
+    /// [`crate::PndmCombine::RawOutput`]).
+    pub fn noise_from_raw(&self, x: &Tensor, raw: &Tensor, point: &Point) -> Result<Tensor> {
+        self.raw_to_noise(x, raw, point)
     }
 
     fn raw_to_data(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {

@@ -3,6 +3,9 @@
 
 pub mod expint;
 mod history;
+pub mod lagrange;
+pub mod linalg;
+pub mod multistep;
 mod order;
 pub mod phi;
 

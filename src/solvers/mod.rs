@@ -2,14 +2,32 @@
 //! mutable memory (multistep history, noise generator) is the explicit `State`.
 
 mod ddim;
+mod ddpm;
+mod deis;
 mod dpm_solver;
+mod dpm_solver_singlestep;
 mod euler;
+mod euler_ancestral;
 mod heun;
+mod ipndm;
+mod lms;
+mod pndm;
+mod sde_dpm_solver;
+mod unipc;
 
 pub use ddim::{Ddim, DdimState};
 pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use euler::Euler;
 pub use heun::{Churn, Heun, HeunState};
+pub use deis::Deis;
+pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
+pub use sde_dpm_solver::{SdeDpmSolverPP, SdeState};
+pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
+pub use ddpm::{Ddpm, DdpmState, DdpmVariance, FinalNoise};
+pub use euler_ancestral::{EulerAncestral, EulerAncestralState};
+pub use ipndm::{Ipndm, ZeroAlphaStart};
+pub use lms::Lms;
+pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 
 use candle_core::Tensor;
 

@@ -1,0 +1,193 @@
+//! SDE-DPM-Solver++ multistep, orders 1-3 (Lu et al. 2022, "DPM-Solver++", arXiv:2211.01095,
+//! Sec. 5 / Appendix; third order as in Gonzalez et al. 2023, "SEEDS", arXiv:2305.14267, and
+//! diffusers' `DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")`), 1 NFE per step.
+//!
+//! The reverse SDE in data-prediction form is solved exactly in its linear part and its noise:
+//!
+//! `x_to = (sigma_to/sigma) e^{-h} x + 2 alpha_to int_0^h e^{-2(h - s)} x0(lambda + s) ds
+//!          + sigma_to sqrt(1 - e^{-2h}) z`,
+//!
+//! with `x0` the data prediction interpolated from the newest outputs `m0, m1, m2`
+//! (`D1_0 = (m0 - m1)/r0`, `D1_1 = (m1 - m2)/r1`, `r_i = h_i / h`, as in
+//! [`crate::DpmSolverMultistep`]). The integral of the Taylor term of order `k` is
+//! `alpha_to (1/k! - phi_k(-2h))`, the data-form weights at `2h`:
+//! - order 1: `c_x x + alpha_to (1 - e^{-2h}) m0 + noise`;
+//! - order 2: `+ 1/2 alpha_to (1 - e^{-2h}) D1` (midpoint) or `+ alpha_to 2h phi_2(-2h) D1` (heun);
+//! - order 3: `D1 = D1_0 + r0/(r0+r1) (D1_0 - D1_1)`, `D2 = (D1_0 - D1_1)/(r0+r1)`,
+//!   `+ alpha_to 2h phi_2(-2h) D1 + alpha_to 4h phi_3(-2h) D2` ([`ThirdOrder::Taylor`]).
+//!
+//! diffusers' third-order update weighs `D2` by `-alpha_to (phi_2(-2h) + 1/2)`
+//! ([`ThirdOrder::Reference`]): a sign slip against k-diffusion's `sample_dpmpp_3m_sde`
+//! (`+2h phi_3(-2h)`) and a factor 2 against the Taylor weight `4h phi_3(-2h)`, so its `D2`
+//! term is `O(1) D2 = O(h^2)` wrong per step and the drift is only first-order accurate
+//! (`tests/solvers_c1.rs` measures the drift on a quadratic data prediction).
+//!
+//! The noise `z` comes from the state's [`NoiseSource`], one draw per step (also on a step into
+//! `sigma = 0`, where its weight is 0, so that caller-supplied noise lines up with diffusers'
+//! `variance_noise` per step). Strong order about 1 (additive noise); it does not invert.
+
+use candle_core::Tensor;
+
+use super::{SolverType, ThirdOrder, Solver};
+use crate::error::{config_err, Error, Result};
+use crate::grid::{Grid, Step};
+use crate::math::phi::{phi, tail};
+use crate::math::{History, OrderPolicy};
+use crate::model::Model;
+use crate::noise::{NoiseSource, SeededNoise};
+use crate::ops::lincomb;
+
+/// SDE-DPM-Solver++ (multistep).
+///
+/// diffusers option -> field (`DPMSolverMultistepScheduler` with
+/// `algorithm_type="sde-dpmsolver++"`): `solver_order` -> `policy.order`; `lower_order_final`
+/// -> `policy.lower_order_final` (`true` = `LowerOrderFinal::BelowSteps(15)`); `euler_at_final`
+/// -> `policy.euler_at_final`; `solver_type` -> `solver_type`; diffusers' third-order weights ->
+/// `third_order = ThirdOrder::Reference`; the `generator` -> `seed` (the numbers differ from
+/// torch's generator: to replay diffusers' noise pass it through [`SdeDpmSolverPP::state_with_noise`]).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use diffusion_samplers::{sample, DiscreteVp, End, Grid, Model, Prediction, SdeDpmSolverPP, Spacing};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let grid = Grid::new(&s, &Spacing::UniformLambda, 10, End::Clean)?;
+/// // a network that always predicts x0 = 0.25: every path ends there
+/// let mut model = Model::new(|x: &Tensor, _t: f64| x.ones_like()?.affine(0.25, 0.0), &s, Prediction::Sample);
+/// let x = Tensor::randn(0f64, 1.0, (2, 3), &Device::Cpu)?;
+/// let out = sample(&SdeDpmSolverPP::order(2), &mut model, &grid, &x)?;
+/// for v in out.flatten_all()?.to_vec1::<f64>()? { assert!((v - 0.25).abs() < 1e-12) }
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SdeDpmSolverPP {
+    /// Order (1-3) and when to lower it.
+    pub policy: OrderPolicy,
+    /// The second-order variant.
+    pub solver_type: SolverType,
+    /// The third-order weight of `D2`.
+    pub third_order: ThirdOrder,
+    /// Seed of the default noise generator.
+    pub seed: u64,
+}
+
+impl SdeDpmSolverPP {
+    /// SDE-DPM-Solver++ of `order` (1-3), full order to the end, midpoint, Taylor third order.
+    pub fn order(order: usize) -> SdeDpmSolverPP {
+        SdeDpmSolverPP {
+            policy: OrderPolicy::fixed(order),
+            solver_type: SolverType::Midpoint,
+            third_order: ThirdOrder::Taylor,
+            seed: 0,
+        }
+    }
+
+    /// diffusers' defaults for `algorithm_type="sde-dpmsolver++"`: order 2, midpoint, lower order
+    /// on the last steps below 15 steps, diffusers' third-order weights if the order is raised.
+    pub fn diffusers_default() -> SdeDpmSolverPP {
+        SdeDpmSolverPP {
+            policy: OrderPolicy::diffusers(2),
+            solver_type: SolverType::Midpoint,
+            third_order: ThirdOrder::Reference,
+            seed: 0,
+        }
+    }
+
+    /// A state drawing its noise from `noise` (e.g. noise recorded from another implementation)
+    /// instead of the seeded generator; use it with [`crate::sample_with_state`].
+    pub fn state_with_noise(&self, noise: impl NoiseSource + 'static) -> SdeState {
+        SdeState { history: History::new(self.policy.order.clamp(1, 3) - 1), noise: Box::new(noise) }
+    }
+}
+
+impl Default for SdeDpmSolverPP {
+    fn default() -> Self {
+        SdeDpmSolverPP::diffusers_default()
+    }
+}
+
+/// The state of [`SdeDpmSolverPP`]: the multistep history and the noise source.
+pub struct SdeState {
+    history: History,
+    noise: Box<dyn NoiseSource>,
+}
+
+impl SdeState {
+    /// The stored data predictions, newest first.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+}
+
+impl Solver for SdeDpmSolverPP {
+    type State = SdeState;
+
+    fn name(&self) -> &'static str {
+        match self.policy.order {
+            1 => "SDE-DPM-Solver++(1)",
+            2 => "SDE-DPM-Solver++(2M)",
+            _ => "SDE-DPM-Solver++(3M)",
+        }
+    }
+
+    fn init_state(&self, grid: &Grid) -> Result<SdeState> {
+        self.policy.validate(3, "SDE-DPM-Solver++")?;
+        if !grid.is_denoising() {
+            return config_err(
+                "SDE-DPM-Solver++ is stochastic and cannot run an inversion grid: invert with a deterministic \
+                 solver (DPM-Solver++, DDIM, UniPC, DEIS)",
+            );
+        }
+        Ok(self.state_with_noise(SeededNoise::new(self.seed)))
+    }
+
+    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut SdeState) -> Result<Tensor> {
+        let (from, to) = (&step.from, &step.to);
+        if step.h() <= 0.0 {
+            return Err(Error::Unsupported(
+                "SDE-DPM-Solver++ steps towards less noise only: invert with a deterministic solver".into(),
+            ));
+        }
+        let m0 = model.data(x, from)?;
+        let z = state.noise.noise_like(x)?;
+        let h = step.h();
+        let h2 = 2.0 * h;
+        // (sigma_to / sigma) e^{-h}; 0 into sigma = 0 (h = inf)
+        let c_x = if to.is_clean() { 0.0 } else { to.sigma / from.sigma * (-h).exp() };
+        let c_z = to.sigma * (-(-h2).exp_m1()).max(0.0).sqrt();
+        let c0 = to.alpha * tail(0, h2);
+        let c1 = to.alpha * tail(1, h2);
+        let hist = &state.history;
+        let order = self.policy.order_at(hist.len() + 1, step);
+        let out = match (order, hist.get(0), hist.get(1)) {
+            (3, Some((p1, m1)), Some((p2, m2))) => {
+                let r0 = (from.lambda - p1.lambda) / h;
+                let r1 = (p1.lambda - p2.lambda) / h;
+                let (a, b) = (1.0 / r0, 1.0 / r1);
+                let (q, p) = (r0 / (r0 + r1), 1.0 / (r0 + r1));
+                let c2 = match self.third_order {
+                    ThirdOrder::Taylor => 2.0 * to.alpha * tail(2, h2),
+                    ThirdOrder::Reference => -to.alpha * (phi(2, -h2) + 0.5),
+                };
+                // D1 = (1+q) a (m0 - m1) - q b (m1 - m2), D2 = p (a (m0 - m1) - b (m1 - m2))
+                lincomb(&[
+                    (c_x, x),
+                    (c0 + c1 * a * (1.0 + q) + c2 * a * p, &m0),
+                    (-c1 * (a * (1.0 + q) + b * q) - c2 * p * (a + b), m1),
+                    (c1 * b * q + c2 * b * p, m2),
+                    (c_z, &z),
+                ])
+            }
+            (2.., Some((p1, m1)), _) => {
+                let a = h / (from.lambda - p1.lambda);
+                let k = match self.solver_type {
+                    SolverType::Midpoint => 0.5 * c0,
+                    SolverType::Heun => c1,
+                };
+                lincomb(&[(c_x, x), (c0 + k * a, &m0), (-k * a, m1), (c_z, &z)])
+            }
+            _ => lincomb(&[(c_x, x), (c0, &m0), (c_z, &z)]),
+        }?;
+        state.history.push(*from, m0);
+        Ok(out)
+    }
+}
