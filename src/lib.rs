@@ -19,7 +19,7 @@
 //! // your network goes here; this one is the exact denoiser of a Gaussian mixture
 //! let gm = GaussianMixture::example(4, 3, 0)?;
 //! let mut model = Model::new(gm.denoiser(&schedule, Prediction::Epsilon), &schedule, Prediction::Epsilon);
-//! let noise = Tensor::randn(0f64, 1.0, (8, 4), &Device::Cpu)?;
+//! let noise = Tensor::from_vec(diffusion_samplers::SeededNoise::new(1).normal_vec(32), (8, 4), &Device::Cpu)?;
 //! let x = sample(&DpmSolverMultistep::pp(3), &mut model, &grid, &noise)?;
 //! let exact = gm.exact_endpoint(&noise, &grid.points()[0], &grid.points()[10])?;
 //! let err = (x - exact)?.abs()?.max_all()?.to_scalar::<f64>()?;

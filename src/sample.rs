@@ -39,7 +39,7 @@ pub struct Progress<'a> {
 /// let grid = Grid::new(&s, &Spacing::UniformLambda, 10, End::Clean)?;
 /// // a network that always predicts x0 = 0.25
 /// let mut model = Model::new(|x: &Tensor, _t: f64| x.ones_like()?.affine(0.25, 0.0), &s, Prediction::Sample);
-/// let x = Tensor::randn(0f64, 1.0, (2, 3), &Device::Cpu)?;
+/// let x = Tensor::from_vec(diffusion_samplers::SeededNoise::new(1).normal_vec(6), (2, 3), &Device::Cpu)?;
 /// let out = sample(&DpmSolverMultistep::pp(2), &mut model, &grid, &x)?;
 /// for v in out.flatten_all()?.to_vec1::<f64>()? { assert!((v - 0.25).abs() < 1e-12) }
 /// # Ok::<(), diffusion_samplers::Error>(())

@@ -87,7 +87,7 @@ impl Corrector {
 /// let grid = Grid::new(&s, &Spacing::UniformLambda, 10, End::Min)?;
 /// let gm = GaussianMixture::example(3, 2, 0)?;
 /// let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-/// let noise = Tensor::randn(0f64, 1.0, (4, 3), &Device::Cpu)?;
+/// let noise = Tensor::from_vec(diffusion_samplers::SeededNoise::new(1).normal_vec(12), (4, 3), &Device::Cpu)?;
 /// let x = sample(&UniPc::diffusers_default(), &mut model, &grid, &noise)?;
 /// let exact = gm.exact_endpoint(&noise, &grid.points()[0], &grid.points()[10])?;
 /// assert!((x - exact)?.abs()?.max_all()?.to_scalar::<f64>()? < 2e-2);
