@@ -58,3 +58,40 @@ pub fn weights(form: Form, from: &Point, to: &Point) -> Weights {
         },
     }
 }
+
+/// Weights on the newest model outputs `(m0, m1, m2)` of `c0 m0 + k1 D1 + k2 D2`, where `D1`,
+/// `D2` are the multistep divided differences of DPM-Solver (arXiv:2211.01095, Appendix B):
+/// with `r0 = (lambda_0 - lambda_1) / h`, `r1 = (lambda_1 - lambda_2) / h`,
+/// `D1_0 = (m0 - m1)/r0`, `D1_1 = (m1 - m2)/r1`,
+/// `D1 = D1_0 + r0/(r0 + r1) (D1_0 - D1_1)`, `D2 = (D1_0 - D1_1)/(r0 + r1)`.
+///
+/// `lambdas` holds the half log-SNRs of `m0` (the current point), `m1` and `m2`, newest first;
+/// with two entries `D1 = D1_0` and `D2` is not used, with one the step is first order. A history
+/// point at `lambda = -inf` (a start from pure noise) gives zero weight to its differences.
+///
+/// ```
+/// use diffusion_samplers::math::expint::multistep_weights;
+/// // equal steps (r0 = r1 = 1): D1 = 1.5 m0 - 2 m1 + 0.5 m2, D2 = 0.5 (m0 - 2 m1 + m2)
+/// assert_eq!(multistep_weights(1.0, &[2.0, 1.0, 0.0], 0.0, 1.0, 0.0), [1.5, -2.0, 0.5]);
+/// assert_eq!(multistep_weights(1.0, &[2.0, 1.0, 0.0], 0.0, 0.0, 1.0), [0.5, -1.0, 0.5]);
+/// assert_eq!(multistep_weights(0.5, &[1.0, 0.5], 3.0, 1.0, 0.0), [4.0, -1.0, 0.0]);
+/// ```
+pub fn multistep_weights(h: f64, lambdas: &[f64], c0: f64, k1: f64, k2: f64) -> [f64; 3] {
+    match *lambdas {
+        [l0, l1, l2, ..] => {
+            let (r0, r1) = ((l0 - l1) / h, (l1 - l2) / h);
+            let (a, b) = (1.0 / r0, 1.0 / r1);
+            let (q, p) = (r0 / (r0 + r1), 1.0 / (r0 + r1));
+            [
+                c0 + k1 * a * (1.0 + q) + k2 * a * p,
+                -k1 * (a * (1.0 + q) + b * q) - k2 * p * (a + b),
+                k1 * b * q + k2 * b * p,
+            ]
+        }
+        [l0, l1] => {
+            let a = h / (l0 - l1);
+            [c0 + k1 * a, -k1 * a, 0.0]
+        }
+        _ => [c0, 0.0, 0.0],
+    }
+}

@@ -21,7 +21,7 @@ use candle_core::Tensor;
 use super::Solver;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, Step};
-use crate::math::expint::{weights, Form};
+use crate::math::expint::{multistep_weights, weights, Form};
 use crate::math::{History, LowerOrderFinal, OrderPolicy};
 use crate::model::Model;
 use crate::ops::lincomb;
@@ -141,33 +141,25 @@ impl Solver for DpmSolverMultistep {
         let w = weights(form, from, to);
         let h = step.h();
         let order = self.policy.order_at(hist.len() + 1, step);
+        let [c0, c1, c2] = w.c;
         let out = match (order, hist.get(0), hist.get(1)) {
             (3, Some((p1, m1)), Some((p2, m2))) => {
-                let r0 = (from.lambda - p1.lambda) / h;
-                let r1 = (p1.lambda - p2.lambda) / h;
-                let (a, b) = (1.0 / r0, 1.0 / r1);
-                let (q, p) = (r0 / (r0 + r1), 1.0 / (r0 + r1));
-                let [c0, c1, c2] = w.c;
-                let c2 = match self.third_order {
+                let k2 = match self.third_order {
                     ThirdOrder::Taylor => 2.0 * c2,
                     ThirdOrder::Reference => c2,
                 };
-                lincomb(&[
-                    (w.c_x, x),
-                    (c0 + c1 * a * (1.0 + q) + c2 * a * p, &m0),
-                    (-c1 * (a * (1.0 + q) + b * q) - c2 * p * (a + b), m1),
-                    (c1 * b * q + c2 * b * p, m2),
-                ])
+                let m = multistep_weights(h, &[from.lambda, p1.lambda, p2.lambda], c0, c1, k2);
+                lincomb(&[(w.c_x, x), (m[0], &m0), (m[1], m1), (m[2], m2)])
             }
             (2.., Some((p1, m1)), _) => {
-                let a = h / (from.lambda - p1.lambda);
-                let k = match self.solver_type {
-                    SolverType::Midpoint => 0.5 * w.c[0],
-                    SolverType::Heun => w.c[1],
+                let k1 = match self.solver_type {
+                    SolverType::Midpoint => 0.5 * c0,
+                    SolverType::Heun => c1,
                 };
-                lincomb(&[(w.c_x, x), (w.c[0] + k * a, &m0), (-k * a, m1)])
+                let m = multistep_weights(h, &[from.lambda, p1.lambda], c0, k1, 0.0);
+                lincomb(&[(w.c_x, x), (m[0], &m0), (m[1], m1)])
             }
-            _ => lincomb(&[(w.c_x, x), (w.c[0], &m0)]),
+            _ => lincomb(&[(w.c_x, x), (c0, &m0)]),
         }?;
         hist.push(*from, m0);
         Ok(out)

@@ -31,6 +31,7 @@ use candle_core::Tensor;
 use super::{SolverType, ThirdOrder, Solver};
 use crate::error::{config_err, Error, Result};
 use crate::grid::{Grid, Step};
+use crate::math::expint::multistep_weights;
 use crate::math::phi::{phi, tail};
 use crate::math::{History, OrderPolicy};
 use crate::model::Model;
@@ -160,30 +161,20 @@ impl Solver for SdeDpmSolverPP {
         let order = self.policy.order_at(hist.len() + 1, step);
         let out = match (order, hist.get(0), hist.get(1)) {
             (3, Some((p1, m1)), Some((p2, m2))) => {
-                let r0 = (from.lambda - p1.lambda) / h;
-                let r1 = (p1.lambda - p2.lambda) / h;
-                let (a, b) = (1.0 / r0, 1.0 / r1);
-                let (q, p) = (r0 / (r0 + r1), 1.0 / (r0 + r1));
-                let c2 = match self.third_order {
+                let k2 = match self.third_order {
                     ThirdOrder::Taylor => 2.0 * to.alpha * tail(2, h2),
                     ThirdOrder::Reference => -to.alpha * (phi(2, -h2) + 0.5),
                 };
-                // D1 = (1+q) a (m0 - m1) - q b (m1 - m2), D2 = p (a (m0 - m1) - b (m1 - m2))
-                lincomb(&[
-                    (c_x, x),
-                    (c0 + c1 * a * (1.0 + q) + c2 * a * p, &m0),
-                    (-c1 * (a * (1.0 + q) + b * q) - c2 * p * (a + b), m1),
-                    (c1 * b * q + c2 * b * p, m2),
-                    (c_z, &z),
-                ])
+                let m = multistep_weights(h, &[from.lambda, p1.lambda, p2.lambda], c0, c1, k2);
+                lincomb(&[(c_x, x), (m[0], &m0), (m[1], m1), (m[2], m2), (c_z, &z)])
             }
             (2.., Some((p1, m1)), _) => {
-                let a = h / (from.lambda - p1.lambda);
-                let k = match self.solver_type {
+                let k1 = match self.solver_type {
                     SolverType::Midpoint => 0.5 * c0,
                     SolverType::Heun => c1,
                 };
-                lincomb(&[(c_x, x), (c0 + k * a, &m0), (-k * a, m1), (c_z, &z)])
+                let m = multistep_weights(h, &[from.lambda, p1.lambda], c0, k1, 0.0);
+                lincomb(&[(c_x, x), (m[0], &m0), (m[1], m1), (c_z, &z)])
             }
             _ => lincomb(&[(c_x, x), (c0, &m0), (c_z, &z)]),
         }?;
