@@ -10,39 +10,15 @@ use candle_core::{DType, Device, Tensor};
 use common::{noise, order_slope, rms};
 use diffusion_samplers::math::expint::Form;
 use diffusion_samplers::math::phi::phi;
-use diffusion_samplers::testing::GaussianMixture;
+
 use diffusion_samplers::*;
 
-const NS: [usize; 4] = [20, 40, 80, 160];
-
-fn schedules() -> Vec<(&'static str, Box<dyn Scheduler>)> {
-    vec![
-        ("ContinuousVp", Box::new(ContinuousVp::default())),
-        ("DiscreteVp linear", Box::new(DiscreteVp::linear(1e-4, 0.02, 1000).unwrap())),
-    ]
-}
-
-fn gm() -> GaussianMixture {
-    GaussianMixture::example(4, 3, 11).unwrap()
-}
+use common::{convergence_errors, order_problem as gm, order_schedules as schedules, NS};
 
 /// Fitted order (and errors) of `solver` on both schedules.
 fn measure<S: Solver>(solver: &S, prediction: Prediction) -> Vec<(String, f64, Vec<f64>)> {
-    let gm = gm();
-    let x_t = noise(16, 4, 5);
     let mut out = vec![];
-    for (name, sched) in schedules() {
-        let sched = sched.as_ref();
-        let mut errs = vec![];
-        for n in NS {
-            let grid = Grid::new(sched, &Spacing::UniformLambda, n, End::Min).unwrap();
-            let pts = grid.points();
-            let exact = gm.exact_endpoint(&x_t, &pts[0], &pts[n]).unwrap();
-            let mut model = Model::new(gm.denoiser(sched, prediction), sched, prediction);
-            let x = sample(solver, &mut model, &grid, &x_t).unwrap();
-            assert_eq!(model.nfe(), n, "{}: NFE", solver.name());
-            errs.push(rms(&x, &exact));
-        }
+    for (name, errs) in convergence_errors(solver, prediction, Some(1)) {
         let slope = order_slope(&NS, &errs);
         println!("{:<24} {:<18} slope {:.3}  errors {:?}", solver.name(), name, slope, errs);
         out.push((name.to_string(), slope, errs));

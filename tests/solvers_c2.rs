@@ -16,22 +16,12 @@ use common::{max_abs, noise, order_slope, rms};
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 
-const NS: [usize; 4] = [20, 40, 80, 160];
+use common::{convergence_errors, order_problem as gm, NS};
 
 fn sci(v: &[f64]) -> String {
     v.iter().map(|e| format!("{e:.3e}")).collect::<Vec<_>>().join(" ")
 }
 
-fn schedules() -> Vec<(&'static str, Box<dyn Scheduler>)> {
-    vec![
-        ("ContinuousVp", Box::new(ContinuousVp::default())),
-        ("DiscreteVp linear", Box::new(DiscreteVp::linear(1e-4, 0.02, 1000).unwrap())),
-    ]
-}
-
-fn gm() -> GaussianMixture {
-    GaussianMixture::example(4, 3, 11).unwrap()
-}
 
 /// Errors against the exact ODE endpoint on uniform-lambda grids ending at sigma_min, per
 /// schedule: (schedule, fitted slope, slope of the last pair, errors).
@@ -40,20 +30,8 @@ fn measure<S: Solver>(solver: &S, label: &str) -> Vec<(&'static str, f64, f64, V
 }
 
 fn measure_with<S: Solver>(solver: &S, label: &str, prediction: Prediction) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
-    let gm = gm();
-    let x_t = noise(16, 4, 5);
     let mut out = vec![];
-    for (name, sched) in schedules() {
-        let sched = sched.as_ref();
-        let mut errs = vec![];
-        for n in NS {
-            let grid = Grid::new(sched, &Spacing::UniformLambda, n, End::Min).unwrap();
-            let pts = grid.points();
-            let exact = gm.exact_endpoint(&x_t, &pts[0], &pts[n]).unwrap();
-            let mut model = Model::new(gm.denoiser(sched, prediction), sched, prediction);
-            let x = sample(solver, &mut model, &grid, &x_t).unwrap();
-            errs.push(rms(&x, &exact));
-        }
+    for (name, errs) in convergence_errors(solver, prediction, None) {
         let slope = order_slope(&NS, &errs);
         let last = (errs[2] / errs[3]).log2();
         println!("{label:<24} {name:<18} slope {slope:.3} (last pair {last:.3})  errors {}", sci(&errs));

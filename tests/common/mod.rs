@@ -2,7 +2,50 @@
 #![allow(dead_code)]
 
 use candle_core::{Device, Tensor};
-use diffusion_samplers::SeededNoise;
+use diffusion_samplers::testing::GaussianMixture;
+use diffusion_samplers::{sample, ContinuousVp, DiscreteVp, End, Grid, Model, Prediction, Scheduler, SeededNoise, Solver, Spacing};
+
+/// Step counts of the convergence-order measurements.
+pub const NS: [usize; 4] = [20, 40, 80, 160];
+
+/// The two schedules orders are measured on.
+pub fn order_schedules() -> Vec<(&'static str, Box<dyn Scheduler>)> {
+    vec![
+        ("ContinuousVp", Box::new(ContinuousVp::default())),
+        ("DiscreteVp linear", Box::new(DiscreteVp::linear(1e-4, 0.02, 1000).unwrap())),
+    ]
+}
+
+/// The mixture orders are measured on.
+pub fn order_problem() -> GaussianMixture {
+    GaussianMixture::example(4, 3, 11).unwrap()
+}
+
+/// RMS errors against the exact ODE endpoint of `solver` at `NS` steps on uniform-lambda grids
+/// ending at the schedule's smallest time, per schedule. With `nfe_per_step`, also checks the
+/// exact evaluation count.
+pub fn convergence_errors<S: Solver>(solver: &S, prediction: Prediction, nfe_per_step: Option<usize>) -> Vec<(&'static str, Vec<f64>)> {
+    let gm = order_problem();
+    let x_t = noise(16, 4, 5);
+    let mut out = vec![];
+    for (name, sched) in order_schedules() {
+        let sched = sched.as_ref();
+        let mut errs = vec![];
+        for n in NS {
+            let grid = Grid::new(sched, &Spacing::UniformLambda, n, End::Min).unwrap();
+            let pts = grid.points();
+            let exact = gm.exact_endpoint(&x_t, &pts[0], &pts[n]).unwrap();
+            let mut model = Model::new(gm.denoiser(sched, prediction), sched, prediction);
+            let x = sample(solver, &mut model, &grid, &x_t).unwrap();
+            if let Some(k) = nfe_per_step {
+                assert_eq!(model.nfe(), k * n, "{}: NFE", solver.name());
+            }
+            errs.push(rms(&x, &exact));
+        }
+        out.push((name, errs));
+    }
+    out
+}
 
 /// Seeded standard normal `[n, d]` f64 tensor.
 pub fn noise(n: usize, d: usize, seed: u64) -> Tensor {
