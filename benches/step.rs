@@ -12,7 +12,8 @@
 //! unfused `lincomb_reference` for 2-4 terms.
 //!
 //! Run: `cargo bench --bench step -- --warm-up-time 1 --measurement-time 3`. After the run the
-//! medians are collected from criterion's output into `bench_results/step_rust.csv`, with each
+//! medians are collected from criterion's output into `bench_results/step_rust.csv` (or
+//! `$STEP_BENCH_CSV`), with each
 //! solver's floor (the bytes it must touch, in tensor copies) and its ratio to it;
 //! `tools/bench_diffusers_step.py` adds diffusers' numbers and writes the table.
 
@@ -201,8 +202,10 @@ fn write_csv(root: &Path) -> std::io::Result<Option<PathBuf>> {
     if lines.len() == 1 {
         return Ok(None);
     }
-    std::fs::create_dir_all("bench_results")?;
-    let out = PathBuf::from("bench_results/step_rust.csv");
+    let out = PathBuf::from(std::env::var("STEP_BENCH_CSV").unwrap_or_else(|_| "bench_results/step_rust.csv".into()));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(&out, lines.join("\n") + "\n")?;
     Ok(Some(out))
 }
@@ -219,6 +222,6 @@ fn main() {
     match write_csv(&root) {
         Ok(Some(p)) => println!("wrote {}", p.display()),
         Ok(None) => {}
-        Err(e) => eprintln!("could not write bench_results/step_rust.csv: {e}"),
+        Err(e) => eprintln!("could not write the step CSV: {e}"),
     }
 }

@@ -335,6 +335,7 @@ mod cuda {
 
     use std::sync::OnceLock;
 
+    use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
     use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
@@ -430,7 +431,6 @@ LINCOMB(lincomb_bf16, u16, float, ld_b, st_b)
             }
             let dev = s0.device.clone();
             let n = l0.shape().elem_count();
-            let m = storages.len();
             let func_name = match s0.dtype() {
                 candle_core::DType::F32 => "lincomb_f32",
                 candle_core::DType::F64 => "lincomb_f64",
@@ -438,19 +438,19 @@ LINCOMB(lincomb_bf16, u16, float, ld_b, st_b)
                 candle_core::DType::BF16 => "lincomb_bf16",
                 dt => candle_core::bail!("lincomb: no CUDA kernel for {dt:?}"),
             };
-            let func = dev.get_or_load_custom_func(func_name, MODULE, ptx()?)?;
             let threads = 256u32;
             let blocks = n.div_ceil(threads as usize).clamp(1, 65535 * 8) as u32;
             let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
 
             fn launch<T: CudaDType + DeviceRepr, A: DeviceRepr + Copy>(
-                func: &candle_core::cuda_backend::CudaFunc,
+                func_name: &str,
                 dev: &candle_core::CudaDevice,
                 cfg: LaunchConfig,
                 storages: &[(&CudaStorage, &Layout)],
                 coefs: [A; MAX_FUSED],
                 n: usize,
             ) -> candle_core::Result<CudaStorage> {
+                let func = dev.get_or_load_custom_func(func_name, MODULE, ptx()?)?;
                 let m = storages.len();
                 let mut views = Vec::with_capacity(MAX_FUSED);
                 for (s, l) in storages {
@@ -480,10 +480,10 @@ LINCOMB(lincomb_bf16, u16, float, ld_b, st_b)
 
             let c32 = self.coefs.map(|c| c as f32);
             let out = match s0.dtype() {
-                candle_core::DType::F32 => launch::<f32, f32>(&func, &dev, cfg, &storages, c32, n)?,
-                candle_core::DType::F64 => launch::<f64, f64>(&func, &dev, cfg, &storages, self.coefs, n)?,
-                candle_core::DType::F16 => launch::<f16, f32>(&func, &dev, cfg, &storages, c32, n)?,
-                _ => launch::<bf16, f32>(&func, &dev, cfg, &storages, c32, n)?,
+                candle_core::DType::F32 => launch::<f32, f32>(func_name, &dev, cfg, &storages, c32, n)?,
+                candle_core::DType::F64 => launch::<f64, f64>(func_name, &dev, cfg, &storages, self.coefs, n)?,
+                candle_core::DType::F16 => launch::<f16, f32>(func_name, &dev, cfg, &storages, c32, n)?,
+                _ => launch::<bf16, f32>(func_name, &dev, cfg, &storages, c32, n)?,
             };
             Ok((out, l0.shape().clone()))
         }

@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per case")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the output files, e.g. _1thread")
+    ap.add_argument("--rust-csv", default=None, help="Rust results to combine (default OUT_DIR/step_rust.csv)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
 
         f.write(f"diffusers {diffusers.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     print(f"wrote {out_csv}")
-    rust_csv = os.path.join(args.out_dir, "step_rust.csv")
+    rust_csv = args.rust_csv or os.path.join(args.out_dir, "step_rust.csv")
     if os.path.exists(rust_csv):
         combine(rust_csv, rows, os.path.join(args.out_dir, f"step_table{args.tag}.md"))
     else:

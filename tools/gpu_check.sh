@@ -27,7 +27,7 @@ build)
     mkdir -p .gpu
     cp "$bin" .gpu/lincomb_cuda
     strip .gpu/lincomb_cuda
-    cp ../shared/gpu/run-on-gpu.sh .gpu/
+    cp -f ../shared/gpu/run-on-gpu.sh .gpu/
     ls -la .gpu/
     echo "gpu_check: built. On the GPU machine (device tool, carry [\".gpu\"]): bash tools/gpu_check.sh run"
     ;;
