@@ -6,48 +6,14 @@
 mod common;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use candle_core::{Device, Tensor};
-use common::{fixture, max_abs};
-use diffusion_samplers::testing::GaussianMixture;
+use candle_core::Tensor;
+use common::{fixture_prediction as prediction, fixture_schedule as schedule, load_fixture, max_abs, Fixture};
 use diffusion_samplers::*;
 use serde_json::Value;
 
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    cases: Vec<Value>,
-    gm: GaussianMixture,
-}
 
-fn load() -> Fixture {
-    let tensors = candle_core::safetensors::load(fixture("diffusers_parity.safetensors"), &Device::Cpu).unwrap();
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(fixture("diffusers_parity.json")).unwrap()).unwrap();
-    let cases = json["cases"].as_array().unwrap().clone();
-    let means = tensors["means"].to_vec2::<f64>().unwrap();
-    let stds = tensors["stds"].to_vec1::<f64>().unwrap();
-    let weights = tensors["weights"].to_vec1::<f64>().unwrap();
-    let gm = GaussianMixture::new(means, stds, weights).unwrap();
-    Fixture { tensors, cases, gm }
-}
-
-fn schedule(config: &Value) -> DiscreteVp {
-    let (start, end) = (config["beta_start"].as_f64().unwrap(), config["beta_end"].as_f64().unwrap());
-    match config["beta_schedule"].as_str().unwrap() {
-        "linear" => DiscreteVp::linear(start, end, 1000).unwrap(),
-        "scaled_linear" => DiscreteVp::scaled_linear(start, end, 1000).unwrap(),
-        other => panic!("unexpected beta schedule {other}"),
-    }
-}
-
-fn prediction(case: &Value) -> Prediction {
-    match case["prediction_type"].as_str().unwrap() {
-        "epsilon" => Prediction::Epsilon,
-        "v_prediction" => Prediction::VPrediction,
-        other => panic!("unexpected prediction {other}"),
-    }
-}
 
 /// Runs one case the way the fixture script ran diffusers; returns (sample, model times).
 fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
@@ -94,7 +60,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
 
 #[test]
 fn every_case_matches_diffusers() {
-    let fx = load();
+    let fx = load_fixture("diffusers_parity");
     assert_eq!(fx.cases.len(), 28);
     let mut worst: f64 = 0.0;
     for case in &fx.cases {
@@ -114,7 +80,7 @@ fn every_case_matches_diffusers() {
 /// The same cases with the order forced wrong must fail: the comparison is sensitive.
 #[test]
 fn comparison_detects_a_wrong_solver() {
-    let fx = load();
+    let fx = load_fixture("diffusers_parity");
     let case = fx.cases.iter().find(|c| c["name"] == "dpmpp3m_linear_epsilon_25").unwrap();
     let sched = schedule(&case["config"]);
     let grid = Grid::new(&sched, &Spacing::Linspace { round: true, skip_zero: true }, 25, End::Clean).unwrap();
@@ -132,7 +98,7 @@ fn comparison_detects_a_wrong_solver() {
 /// Our exact denoiser equals the fixture script's numpy one.
 #[test]
 fn gaussian_mixture_denoiser_matches_python() {
-    let fx = load();
+    let fx = load_fixture("diffusers_parity");
     let sched = DiscreteVp::linear(0.00085, 0.012, 1000).unwrap();
     let x = &fx.tensors["gm_check.x"];
     let ts = fx.tensors["gm_check.t"].to_vec1::<f64>().unwrap();

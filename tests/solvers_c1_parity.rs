@@ -9,53 +9,17 @@
 mod common;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use candle_core::{Device, Tensor};
-use common::{fixture, max_abs};
+use candle_core::Tensor;
+use common::{fixture_prediction as prediction, fixture_schedule as schedule, load_fixture, max_abs, Fixture};
 use diffusion_samplers::math::expint::Form;
-use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 use serde_json::Value;
 
 const TOL: f64 = 1e-5;
 
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    cases: Vec<Value>,
-    gm: GaussianMixture,
-}
 
-fn load() -> Fixture {
-    let tensors = candle_core::safetensors::load(fixture("solvers_c1.safetensors"), &Device::Cpu).unwrap();
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(fixture("solvers_c1.json")).unwrap()).unwrap();
-    let cases = json["cases"].as_array().unwrap().clone();
-    let gm = GaussianMixture::new(
-        tensors["means"].to_vec2::<f64>().unwrap(),
-        tensors["stds"].to_vec1::<f64>().unwrap(),
-        tensors["weights"].to_vec1::<f64>().unwrap(),
-    )
-    .unwrap();
-    Fixture { tensors, cases, gm }
-}
-
-fn schedule(config: &Value) -> DiscreteVp {
-    let (start, end) = (config["beta_start"].as_f64().unwrap(), config["beta_end"].as_f64().unwrap());
-    match config["beta_schedule"].as_str().unwrap() {
-        "linear" => DiscreteVp::linear(start, end, 1000).unwrap(),
-        "scaled_linear" => DiscreteVp::scaled_linear(start, end, 1000).unwrap(),
-        other => panic!("unexpected beta schedule {other}"),
-    }
-}
-
-fn prediction(case: &Value) -> Prediction {
-    match case["prediction_type"].as_str().unwrap() {
-        "epsilon" => Prediction::Epsilon,
-        "v_prediction" => Prediction::VPrediction,
-        other => panic!("unexpected prediction {other}"),
-    }
-}
 
 fn get<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     config.get(key).filter(|v| !v.is_null())
@@ -195,7 +159,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
 /// printed and must stay below 5e-5.
 fn check_family(prefix: &str, min_cases: usize) {
     const TOL_F64: f64 = 1e-6;
-    let fx = load();
+    let fx = load_fixture("solvers_c1");
     let (mut worst32, mut worst64) = ((0.0f64, String::new()), (0.0f64, String::new()));
     let mut count = 0;
     let mut failures = vec![];
@@ -255,7 +219,7 @@ fn sde_dpm_solver_pp_matches_diffusers_with_its_noise() {
 /// corrector, moves the result by far more than the tolerance.
 #[test]
 fn comparison_detects_wrong_variants() {
-    let fx = load();
+    let fx = load_fixture("solvers_c1");
     let case = fx.cases.iter().find(|c| c["name"] == "unipc_bh2_o2_linear_eps_10").unwrap();
     let want = &fx.tensors["unipc_bh2_o2_linear_eps_10.sample"];
     let policy = OrderPolicy { order: 2, lower_order_final: LowerOrderFinal::Always, euler_at_final: false };

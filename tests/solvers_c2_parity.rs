@@ -16,32 +16,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use candle_core::{Device, Tensor};
-use common::{fixture, max_abs};
-use diffusion_samplers::testing::GaussianMixture;
+use candle_core::Tensor;
+use common::{load_fixture, max_abs, Fixture};
 use diffusion_samplers::*;
 use serde_json::Value;
 
 const TOL: f64 = 1e-5;
 
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    cases: Vec<Value>,
-    gm: GaussianMixture,
-}
-
-fn load() -> Fixture {
-    let tensors = candle_core::safetensors::load(fixture("solvers_c2.safetensors"), &Device::Cpu).unwrap();
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(fixture("solvers_c2.json")).unwrap()).unwrap();
-    let cases = json["cases"].as_array().unwrap().clone();
-    let gm = GaussianMixture::new(
-        tensors["means"].to_vec2::<f64>().unwrap(),
-        tensors["stds"].to_vec1::<f64>().unwrap(),
-        tensors["weights"].to_vec1::<f64>().unwrap(),
-    )
-    .unwrap();
-    Fixture { tensors, cases, gm }
-}
 
 fn vec1(fx: &Fixture, key: &str) -> Vec<f64> {
     fx.tensors[key].flatten_all().unwrap().to_vec1::<f64>().unwrap()
@@ -206,7 +187,7 @@ fn run(fx: &Fixture, case: &Value) -> Run {
 
 #[test]
 fn every_case_matches_diffusers() {
-    let fx = load();
+    let fx = load_fixture("solvers_c2");
     assert_eq!(fx.cases.len(), 70);
     let mut worst: HashMap<&str, f64> = HashMap::new();
     for case in &fx.cases {
@@ -246,7 +227,7 @@ fn every_case_matches_diffusers() {
 fn comparison_detects_a_wrong_solver() {
     // the fixtures discriminate: LMS of order 3, PLMS with variable-step weights, and DDPM
     // without clipping all land far outside the tolerance
-    let fx = load();
+    let fx = load_fixture("solvers_c2");
     let noise = &fx.tensors["noise"];
     let sched = DiscreteVp::linear(0.00085, 0.012, 1000).unwrap();
     let ac32 = vec1(&fx, "alphas_cumprod.linear");

@@ -74,3 +74,45 @@ pub fn order_slope(ns: &[usize], errs: &[f64]) -> f64 {
 pub fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
+
+/// A parity fixture written by a script in `tools/`: its tensors, its JSON case list and the
+/// Gaussian mixture it was run on.
+pub struct Fixture {
+    pub tensors: std::collections::HashMap<String, Tensor>,
+    pub cases: Vec<serde_json::Value>,
+    pub gm: GaussianMixture,
+}
+
+/// Loads `tests/fixtures/{stem}.safetensors` and `{stem}.json`.
+pub fn load_fixture(stem: &str) -> Fixture {
+    let tensors = candle_core::safetensors::load(fixture(&format!("{stem}.safetensors")), &Device::Cpu).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{stem}.json"))).unwrap()).unwrap();
+    let cases = json["cases"].as_array().unwrap().clone();
+    let gm = GaussianMixture::new(
+        tensors["means"].to_vec2::<f64>().unwrap(),
+        tensors["stds"].to_vec1::<f64>().unwrap(),
+        tensors["weights"].to_vec1::<f64>().unwrap(),
+    )
+    .unwrap();
+    Fixture { tensors, cases, gm }
+}
+
+/// The f64 table a fixture case's `beta_schedule` names (1000 training steps).
+pub fn fixture_schedule(config: &serde_json::Value) -> DiscreteVp {
+    let (start, end) = (config["beta_start"].as_f64().unwrap(), config["beta_end"].as_f64().unwrap());
+    match config["beta_schedule"].as_str().unwrap() {
+        "linear" => DiscreteVp::linear(start, end, 1000).unwrap(),
+        "scaled_linear" => DiscreteVp::scaled_linear(start, end, 1000).unwrap(),
+        other => panic!("unexpected beta schedule {other}"),
+    }
+}
+
+/// A fixture case's prediction type.
+pub fn fixture_prediction(case: &serde_json::Value) -> Prediction {
+    match case["prediction_type"].as_str().unwrap() {
+        "epsilon" => Prediction::Epsilon,
+        "v_prediction" => Prediction::VPrediction,
+        other => panic!("unexpected prediction {other}"),
+    }
+}
