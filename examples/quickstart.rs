@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use diffusion_samplers::testing::GaussianMixture;
-use diffusion_samplers::{sample, DiscreteVp, DpmSolverMultistep, Ddim, End, Grid, Model, Prediction, Result, SeededNoise, Solver, Spacing};
+use diffusion_samplers::{
+    sample, Ddim, DiscreteVp, DpmSolverMultistep, End, Grid, Model, Prediction, Result, SeededNoise, Solver, Spacing,
+};
 
 fn main() -> Result<()> {
     // Stable Diffusion's noise schedule and an 8-dimensional, 5-component mixture as the "data"
@@ -20,12 +22,33 @@ fn main() -> Result<()> {
 
     println!("Gaussian mixture, {samples} samples in {dim} dimensions, scaled-linear schedule, 10 NFE");
     println!("{:<34} {:>6} {:>14} {:>10}", "solver and grid", "NFE", "RMSE vs exact", "seconds");
-    run("DDIM, diffusers 'leading' grid", &Ddim::default(), &schedule, &Spacing::Leading { steps_offset: 1, skip_zero: false }, &mixture, &noise)?;
-    run("DPM-Solver++(3M), uniform logSNR", &DpmSolverMultistep::pp(3), &schedule, &Spacing::UniformLambda, &mixture, &noise)?;
+    run(
+        "DDIM, diffusers 'leading' grid",
+        &Ddim::default(),
+        &schedule,
+        &Spacing::Leading { steps_offset: 1, skip_zero: false },
+        &mixture,
+        &noise,
+    )?;
+    run(
+        "DPM-Solver++(3M), uniform logSNR",
+        &DpmSolverMultistep::pp(3),
+        &schedule,
+        &Spacing::UniformLambda,
+        &mixture,
+        &noise,
+    )?;
     Ok(())
 }
 
-fn run<S: Solver>(name: &str, solver: &S, schedule: &DiscreteVp, spacing: &Spacing, mixture: &GaussianMixture, noise: &Tensor) -> Result<()> {
+fn run<S: Solver>(
+    name: &str,
+    solver: &S,
+    schedule: &DiscreteVp,
+    spacing: &Spacing,
+    mixture: &GaussianMixture,
+    noise: &Tensor,
+) -> Result<()> {
     let grid = Grid::new(schedule, spacing, 10, End::Clean)?;
     let start = Instant::now();
     let mut model = Model::new(mixture.denoiser(schedule, Prediction::Epsilon), schedule, Prediction::Epsilon);

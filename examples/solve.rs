@@ -20,7 +20,8 @@
 use candle_core::DType;
 use diffusion_samplers::diffusers::{solve_problem, DiffusersSampler, Problem, SolveOptions};
 
-const USAGE: &str = "usage: solve --config scheduler_config.json --steps N --problem (FILE.safetensors|diffusers-dummy) \
+const USAGE: &str =
+    "usage: solve --config scheduler_config.json --steps N --problem (FILE.safetensors|diffusers-dummy) \
 --out OUT.safetensors [--dtype f64|f32] [--mu MU]";
 
 struct Args {

@@ -356,9 +356,9 @@ fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing
 }
 
 fn discrete_steps(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize) -> Result<usize> {
-    let n_train = schedule.train_timesteps().ok_or_else(|| {
-        Error::Unsupported(format!("{spacing:?} spacing needs a discrete schedule (DiscreteVp)"))
-    })?;
+    let n_train = schedule
+        .train_timesteps()
+        .ok_or_else(|| Error::Unsupported(format!("{spacing:?} spacing needs a discrete schedule (DiscreteVp)")))?;
     if steps > n_train {
         return Err(Error::TooManySteps { steps, max: n_train });
     }

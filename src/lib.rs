@@ -45,13 +45,17 @@ pub mod unet;
 
 pub use error::{Error, Result};
 pub use grid::{End, Grid, Spacing, Step};
+pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
 pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Model, Prediction};
 pub use noise::{NoiseSource, SeededNoise};
 pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};
 pub use schedule::{BetaSchedule, ContinuousVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler};
-pub use solvers::{Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder};
+pub use solvers::{
+    Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
+};
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};
-pub use solvers::{Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart};
-pub use math::multistep::MultistepWeights;
+pub use solvers::{
+    Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart,
+};

@@ -129,9 +129,7 @@ impl<'a> Model<'a> {
                 return config_err(format!("clip range must be positive, got {range}"))
             }
             DataTransform::DynamicThreshold(d) if !(d.ratio >= 0.0 && d.ratio <= 1.0 && d.max_value > 0.0) => {
-                return config_err(format!(
-                    "dynamic thresholding needs 0 <= ratio <= 1 and max_value > 0, got {d:?}"
-                ))
+                return config_err(format!("dynamic thresholding needs 0 <= ratio <= 1 and max_value > 0, got {d:?}"))
             }
             _ => {}
         }
@@ -303,7 +301,11 @@ fn check_output(expected: TensorMeta, got: TensorMeta, model_time: f64) -> Resul
         return Err(Error::DenoiserDType { expected: expected.1, got: got.1, model_time });
     }
     if got.2 != expected.2 {
-        return Err(Error::DenoiserDevice { expected: format!("{:?}", expected.2), got: format!("{:?}", got.2), model_time });
+        return Err(Error::DenoiserDevice {
+            expected: format!("{:?}", expected.2),
+            got: format!("{:?}", got.2),
+            model_time,
+        });
     }
     Ok(())
 }

@@ -73,7 +73,14 @@ pub fn sample_with_state<S: Solver>(
     let mut x = x.clone();
     for step in grid.steps() {
         x = solver.step(model, &step, &x, state).map_err(|e| e.at_step(solver.name(), step.index, step.count))?;
-        on_step(&Progress { step: step.index + 1, count: step.count, t: step.to.t, sigma: step.to.sigma, x: &x, nfe: model.nfe() });
+        on_step(&Progress {
+            step: step.index + 1,
+            count: step.count,
+            t: step.to.t,
+            sigma: step.to.sigma,
+            x: &x,
+            nfe: model.nfe(),
+        });
     }
     Ok(x)
 }

@@ -172,7 +172,10 @@ impl GaussianMixture {
         let v = self.flat(x)?;
         let out = self.exact_endpoint_vec(&v, from, to);
         if out.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "exact ODE endpoint (start or end point not finite?)", model_time: to.t });
+            return Err(Error::NonFinite {
+                what: "exact ODE endpoint (start or end point not finite?)",
+                model_time: to.t,
+            });
         }
         Ok(Tensor::from_vec(out, x.shape(), x.device())?.to_dtype(x.dtype())?)
     }

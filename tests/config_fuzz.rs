@@ -17,11 +17,47 @@ use serde_json::{json, Map, Value};
 
 /// Option values diffusers uses (and some it does not).
 const WORDS: &[&str] = &[
-    "linear", "scaled_linear", "squaredcos_cap_v2", "exp", "laplace", "sigmoid", "epsilon", "sample",
-    "v_prediction", "flow_prediction", "original_sample", "leading", "linspace", "trailing", "dpmsolver",
-    "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++", "deis", "midpoint", "heun", "logrho", "bh1", "bh2", "zero",
-    "sigma_min", "fixed_small", "fixed_large", "fixed_small_log", "fixed_large_log", "learned", "learned_range",
-    "discrete", "continuous", "log_linear", "exponential", "NaN", "Infinity", "-Infinity", "", "DDIMScheduler",
+    "linear",
+    "scaled_linear",
+    "squaredcos_cap_v2",
+    "exp",
+    "laplace",
+    "sigmoid",
+    "epsilon",
+    "sample",
+    "v_prediction",
+    "flow_prediction",
+    "original_sample",
+    "leading",
+    "linspace",
+    "trailing",
+    "dpmsolver",
+    "dpmsolver++",
+    "sde-dpmsolver",
+    "sde-dpmsolver++",
+    "deis",
+    "midpoint",
+    "heun",
+    "logrho",
+    "bh1",
+    "bh2",
+    "zero",
+    "sigma_min",
+    "fixed_small",
+    "fixed_large",
+    "fixed_small_log",
+    "fixed_large_log",
+    "learned",
+    "learned_range",
+    "discrete",
+    "continuous",
+    "log_linear",
+    "exponential",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "",
+    "DDIMScheduler",
 ];
 
 fn known_keys() -> Vec<&'static str> {
@@ -86,7 +122,10 @@ fn config() -> impl Strategy<Value = Value> {
             }
             if let Some((n, b)) = betas {
                 m.insert("num_train_timesteps".into(), json!(n));
-                m.insert("trained_betas".into(), json!((0..n).map(|i| b * (i + 1) as f64 / n as f64).collect::<Vec<_>>()));
+                m.insert(
+                    "trained_betas".into(),
+                    json!((0..n).map(|i| b * (i + 1) as f64 / n as f64).collect::<Vec<_>>()),
+                );
             }
             Value::Object(m)
         })
@@ -97,7 +136,9 @@ fn typed(key: &'static str) -> BoxedStrategy<Value> {
     let words = |w: &'static [&'static str]| prop::sample::select(w).prop_map(|s| json!(s)).boxed();
     match key {
         "num_train_timesteps" => prop_oneof![Just(json!(1000)), (1usize..3000).prop_map(|n| json!(n))].boxed(),
-        "steps_offset" | "solver_order" | "base_image_seq_len" | "max_image_seq_len" => (0usize..6).prop_map(|n| json!(n)).boxed(),
+        "steps_offset" | "solver_order" | "base_image_seq_len" | "max_image_seq_len" => {
+            (0usize..6).prop_map(|n| json!(n)).boxed()
+        }
         "beta_start" => (0.0f64..0.01).prop_map(|f| json!(f)).boxed(),
         "beta_end" => (0.005f64..0.05).prop_map(|f| json!(f)).boxed(),
         "beta_schedule" => words(&["linear", "scaled_linear", "squaredcos_cap_v2", "exp", "laplace", "sigmoid"]),
@@ -113,8 +154,8 @@ fn typed(key: &'static str) -> BoxedStrategy<Value> {
         "lambda_min_clipped" => (-10.0f64..5.0).prop_map(|f| json!(f)).boxed(),
         "dynamic_thresholding_ratio" => (0.0f64..1.0).prop_map(|f| json!(f)).boxed(),
         "shift_terminal" => (0.0f64..0.5).prop_map(|f| json!(f)).boxed(),
-        "clip_sample_range" | "sample_max_value" | "flow_shift" | "shift" | "sigma_min" | "sigma_max" | "base_shift"
-        | "max_shift" => (0.01f64..20.0).prop_map(|f| json!(f)).boxed(),
+        "clip_sample_range" | "sample_max_value" | "flow_shift" | "shift" | "sigma_min" | "sigma_max"
+        | "base_shift" | "max_shift" => (0.01f64..20.0).prop_map(|f| json!(f)).boxed(),
         "disable_corrector" => prop::collection::vec(0usize..10, 0..3).prop_map(|v| json!(v)).boxed(),
         "trained_betas" | "solver_p" => Just(Value::Null).boxed(),
         _ => any::<bool>().prop_map(Value::Bool).boxed(),
@@ -225,8 +266,14 @@ fn config_layer_never_panics() {
     let start = std::time::Instant::now();
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     // deterministic in CI; CONFIG_FUZZ_RANDOM=1 draws a fresh seed to explore further
-    let mut runner =
-        if std::env::var_os("CONFIG_FUZZ_RANDOM").is_some() { TestRunner::new(config) } else { TestRunner::new_with_rng(config, proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha)) };
+    let mut runner = if std::env::var_os("CONFIG_FUZZ_RANDOM").is_some() {
+        TestRunner::new(config)
+    } else {
+        TestRunner::new_with_rng(
+            config,
+            proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        )
+    };
     let result = runner.run(&(text(), steps()), |(t, n)| check(&t, n));
     let r: Vec<usize> = REACHED.iter().map(|a| a.load(Relaxed)).collect();
     println!(
@@ -277,10 +324,16 @@ fn malformed_inputs_name_the_key() {
         ("{\"_class_name\": \"DPMSolverMultistepScheduler\", \"solver_order\": 4}", "solver_order"),
         ("{\"_class_name\": \"DPMSolverMultistepScheduler\", \"algorithm_type\": \"dpmsolver\"}", "final_sigmas_type"),
         ("{\"_class_name\": \"DPMSolverMultistepScheduler\", \"variance_type\": \"learned_range\"}", "variance_type"),
-        ("{\"_class_name\": \"EulerDiscreteScheduler\", \"use_karras_sigmas\": true, \"use_beta_sigmas\": true}", "use_karras_sigmas"),
+        (
+            "{\"_class_name\": \"EulerDiscreteScheduler\", \"use_karras_sigmas\": true, \"use_beta_sigmas\": true}",
+            "use_karras_sigmas",
+        ),
         ("{\"_class_name\": \"DDIMScheduler\", \"beta_schedule\": \"exp\"}", "beta_schedule"),
         ("{\"_class_name\": \"DDIMScheduler\", \"trained_betas\": [0.1, 0.2]}", "trained_betas"),
-        ("{\"_class_name\": \"FlowMatchEulerDiscreteScheduler\", \"stochastic_sampling\": true}", "stochastic_sampling"),
+        (
+            "{\"_class_name\": \"FlowMatchEulerDiscreteScheduler\", \"stochastic_sampling\": true}",
+            "stochastic_sampling",
+        ),
         ("{\"_class_name\": \"DDPMScheduler\", \"variance_type\": \"learned\"}", "variance_type"),
     ];
     for (text, key) in resolve {
@@ -296,6 +349,8 @@ fn malformed_inputs_name_the_key() {
     assert!(matches!(ddim.timesteps(1001), Err(Error::TooManySteps { .. })));
     assert!(matches!(ddim.timesteps(usize::MAX), Err(Error::TooManySteps { .. })));
     // diffusers' trailing spacing gives a negative timestep for 61 steps of 1000
-    let trailing = DiffusersSampler::from_json("{\"_class_name\": \"DDIMScheduler\", \"timestep_spacing\": \"trailing\"}").unwrap();
+    let trailing =
+        DiffusersSampler::from_json("{\"_class_name\": \"DDIMScheduler\", \"timestep_spacing\": \"trailing\"}")
+            .unwrap();
     assert!(matches!(trailing.timesteps(61), Err(Error::DiffusersConfig { .. })));
 }

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
-use diffusion_samplers::diffusers::{solve_problem, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SolveOptions};
+use diffusion_samplers::diffusers::{
+    solve_problem, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SolveOptions,
+};
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::Error;
 use serde_json::Value;
 
 const TOL: f64 = 1e-4;
-
 
 fn fixtures() -> String {
     format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +30,8 @@ struct Fixture {
 fn load() -> Fixture {
     let text = std::fs::read_to_string(format!("{}/diffusers_classes.json", fixtures())).unwrap();
     let manifest: Value = serde_json::from_str(&text).unwrap();
-    let tensors = candle_core::safetensors::load(format!("{}/diffusers_classes.safetensors", fixtures()), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(format!("{}/diffusers_classes.safetensors", fixtures()), &Device::Cpu).unwrap();
     Fixture { manifest, tensors }
 }
 
@@ -48,7 +50,14 @@ fn case_config(case: &Value) -> String {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 #[test]
@@ -69,7 +78,8 @@ fn every_class_matches_diffusers() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let steps = case["steps"].as_u64().unwrap() as usize;
-        let shape: Vec<usize> = case["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> =
+            case["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let mut cfg = SchedulerConfig::from_json(&case_config(case)).unwrap_or_else(|e| panic!("{name}: {e}"));
         if let Some(target) = case["switch_to"].as_str() {
             // diffusers' `Target.from_config(pipe.scheduler.config)`, in one line
@@ -98,7 +108,10 @@ fn every_class_matches_diffusers() {
         let want = t[&format!("{name}.sample")].reshape(shape.as_slice()).unwrap();
         let err = max_abs(&out.sample, &want);
         let calls = t[&format!("{name}.timesteps")].to_vec1::<f64>().unwrap();
-        let variant = case["variant"].as_str().map(str::to_string).unwrap_or_else(|| name.rsplit_once('.').unwrap().0.to_string());
+        let variant = case["variant"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| name.rsplit_once('.').unwrap().0.to_string());
         let e = worst.entry(variant).or_insert((0.0, 0));
         e.0 = e.0.max(err);
         e.1 += 1;
@@ -106,7 +119,8 @@ fn every_class_matches_diffusers() {
             failures.push(format!("{name}: max-abs error {err:.3e}"));
         }
         // numpy's float32 log (sigma-derived timesteps) is not correctly rounded: its last bit is not reproduced
-        let times_ok = calls.len() == out.timesteps.len() && calls.iter().zip(&out.timesteps).all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
+        let times_ok = calls.len() == out.timesteps.len()
+            && calls.iter().zip(&out.timesteps).all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
         if !times_ok {
             failures.push(format!("{name}: model times {:?} vs diffusers {:?}", out.timesteps, calls));
         }
@@ -154,7 +168,8 @@ fn real_model_configs_load() {
 /// written by tools/make_fixtures.py).
 #[test]
 fn tables_and_grids_match_diffusers() {
-    let t = candle_core::safetensors::load(format!("{}/diffusers_grids.safetensors", fixtures()), &Device::Cpu).unwrap();
+    let t =
+        candle_core::safetensors::load(format!("{}/diffusers_grids.safetensors", fixtures()), &Device::Cpu).unwrap();
     let v = |k: &str| t[k].to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     for (name, json) in [
         ("linear", r#""beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02"#),
@@ -172,7 +187,11 @@ fn tables_and_grids_match_diffusers() {
         ("ddim", "linspace", r#""_class_name": "DDIMScheduler", "timestep_spacing": "linspace""#),
         ("ddim", "trailing", r#""_class_name": "DDIMScheduler", "timestep_spacing": "trailing""#),
         ("dpm", "leading0", r#""_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "leading""#),
-        ("dpm", "leading1", r#""_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "leading", "steps_offset": 1"#),
+        (
+            "dpm",
+            "leading1",
+            r#""_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "leading", "steps_offset": 1"#,
+        ),
         ("dpm", "linspace", r#""_class_name": "DPMSolverMultistepScheduler""#),
         ("dpm", "trailing", r#""_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "trailing""#),
         ("dpm", "karras", r#""_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true"#),
@@ -180,7 +199,11 @@ fn tables_and_grids_match_diffusers() {
         ("dpm", "lu_lambdas", r#""_class_name": "DPMSolverMultistepScheduler", "use_lu_lambdas": true"#),
         ("euler", "linspace", r#""_class_name": "EulerDiscreteScheduler""#),
         ("euler", "leading0", r#""_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading""#),
-        ("euler", "leading1", r#""_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading", "steps_offset": 1"#),
+        (
+            "euler",
+            "leading1",
+            r#""_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading", "steps_offset": 1"#,
+        ),
         ("euler", "trailing", r#""_class_name": "EulerDiscreteScheduler", "timestep_spacing": "trailing""#),
         ("euler", "karras", r#""_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true"#),
         ("euler", "exponential", r#""_class_name": "EulerDiscreteScheduler", "use_exponential_sigmas": true"#),
@@ -221,7 +244,12 @@ fn quirks_can_be_turned_off() {
     use diffusion_samplers::{sample, Ddim, Grid, Model, Prediction};
     let fx = load();
     let vec2 = |name: &str| fx.tensors[name].to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
-    let gm = GaussianMixture::new(vec2("means"), fx.tensors["stds"].to_vec1::<f64>().unwrap(), fx.tensors["weights"].to_vec1::<f64>().unwrap()).unwrap();
+    let gm = GaussianMixture::new(
+        vec2("means"),
+        fx.tensors["stds"].to_vec1::<f64>().unwrap(),
+        fx.tensors["weights"].to_vec1::<f64>().unwrap(),
+    )
+    .unwrap();
     let noise = fx.tensors["noise"].clone();
 
     // DDIM, linspace spacing: uniform stride (diffusers) vs the next timestep
@@ -229,7 +257,9 @@ fn quirks_can_be_turned_off() {
                    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}"#;
     let cfg = SchedulerConfig::from_json(json).unwrap();
     let quirk = DiffusersSampler::from_config(&cfg).unwrap();
-    let on_grid = DiffusersSampler::with_quirks(&cfg, Quirks { ddim_target: DdimTarget::NextTimestep, ..Quirks::default() }).unwrap();
+    let on_grid =
+        DiffusersSampler::with_quirks(&cfg, Quirks { ddim_target: DdimTarget::NextTimestep, ..Quirks::default() })
+            .unwrap();
     let table = on_grid.schedule().unwrap();
     let mut net = gm.denoiser(table.as_ref(), Prediction::Epsilon);
     let a = quirk.sample(&mut net, &noise, 10).unwrap();
@@ -244,8 +274,12 @@ fn quirks_can_be_turned_off() {
     assert!(max_abs(&a, &b) > 1e-3, "the stride quirk changes the numbers");
 
     // exact Karras timesteps: the table's sigma at the model time is the Karras sigma
-    let cfg = SchedulerConfig::from_json(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#).unwrap();
-    let exact = DiffusersSampler::with_quirks(&cfg, Quirks { timestep_rounding: TimestepRounding::Exact, ..Quirks::default() }).unwrap();
+    let cfg =
+        SchedulerConfig::from_json(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#)
+            .unwrap();
+    let exact =
+        DiffusersSampler::with_quirks(&cfg, Quirks { timestep_rounding: TimestepRounding::Exact, ..Quirks::default() })
+            .unwrap();
     let plan = exact.plan(12).unwrap();
     let sched = exact.schedule().unwrap();
     assert!(plan.timesteps.iter().any(|t| t.fract() != 0.0));
@@ -258,16 +292,24 @@ fn quirks_can_be_turned_off() {
 
     // float64 tables: the float64 DiscreteVp of the same betas
     let cfg = SchedulerConfig::from_json(r#"{"_class_name": "DDIMScheduler"}"#).unwrap();
-    let f64s = DiffusersSampler::with_quirks(&cfg, Quirks { precision: TablePrecision::Float64, ..Quirks::default() }).unwrap();
+    let f64s = DiffusersSampler::with_quirks(&cfg, Quirks { precision: TablePrecision::Float64, ..Quirks::default() })
+        .unwrap();
     let reference = diffusion_samplers::DiscreteVp::linear(1e-4, 0.02, 1000).unwrap();
-    let worst = f64s.alphas_cumprod().iter().zip(reference.alphas_cumprod()).map(|(a, b)| (a - b).abs() / b).fold(0.0, f64::max);
+    let worst = f64s
+        .alphas_cumprod()
+        .iter()
+        .zip(reference.alphas_cumprod())
+        .map(|(a, b)| (a - b).abs() / b)
+        .fold(0.0, f64::max);
     assert!(worst < 1e-13, "float64 table rel. error {worst}");
     let f32s = DiffusersSampler::from_config(&cfg).unwrap();
     assert!(f32s.alphas_cumprod().iter().all(|&a| a as f32 as f64 == a));
 
     // a single flow shift
-    let cfg = SchedulerConfig::from_json(r#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}"#).unwrap();
-    let single = DiffusersSampler::with_quirks(&cfg, Quirks { flow_shift: FlowShift::Single, ..Quirks::default() }).unwrap();
+    let cfg =
+        SchedulerConfig::from_json(r#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}"#).unwrap();
+    let single =
+        DiffusersSampler::with_quirks(&cfg, Quirks { flow_shift: FlowShift::Single, ..Quirks::default() }).unwrap();
     let sigmas = single.plan(4).unwrap().sigmas;
     let shift = |s: f64| 3.0 * s / (1.0 + 2.0 * s);
     for (i, want) in [1.0, 1.0 - 0.999 / 3.0, 1.0 - 2.0 * 0.999 / 3.0, 0.001].iter().enumerate() {
@@ -276,7 +318,11 @@ fn quirks_can_be_turned_off() {
     let doubled = DiffusersSampler::from_config(&cfg).unwrap().plan(4).unwrap().sigmas;
     assert!((doubled[3] - shift(shift(0.001))).abs() < 1e-6);
     // every quirk off at once still samples
-    let none = DiffusersSampler::with_quirks(&SchedulerConfig::from_json(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#).unwrap(), Quirks::none()).unwrap();
+    let none = DiffusersSampler::with_quirks(
+        &SchedulerConfig::from_json(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#).unwrap(),
+        Quirks::none(),
+    )
+    .unwrap();
     let table = none.schedule().unwrap();
     let x = none.sample(&mut gm.denoiser(table.as_ref(), Prediction::Epsilon), &noise, 8).unwrap();
     assert!(x.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().is_finite());
@@ -302,16 +348,33 @@ fn solve_output_and_problem_files() {
     let t = load().tensors;
     let write = |name: &str, tensors: Vec<(&str, Tensor)>| {
         let path = dir.join(name);
-        let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let map: std::collections::HashMap<String, Tensor> =
+            tensors.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         candle_core::safetensors::save(&map, &path).unwrap();
         path
     };
-    let good = write("p.safetensors", vec![("means", t["means"].clone()), ("stds", t["stds"].clone()), ("weights", t["weights"].clone()), ("noise", t["noise"].clone())]);
+    let good = write(
+        "p.safetensors",
+        vec![
+            ("means", t["means"].clone()),
+            ("stds", t["stds"].clone()),
+            ("weights", t["weights"].clone()),
+            ("noise", t["noise"].clone()),
+        ],
+    );
     let problem = Problem::parse(good.to_str().unwrap()).unwrap();
     let out = solve_problem(&sampler, &problem, SolveOptions { steps: 10, dtype: DType::F64 }).unwrap();
     let want = &t["euler.linear.epsilon.10.sample"];
     assert!(max_abs(&out.sample, want) < TOL);
-    let bad = write("bad.safetensors", vec![("means", t["means"].clone()), ("stds", t["stds"].clone()), ("weights", t["weights"].clone()), ("noise", t["noise"].reshape(48).unwrap())]);
+    let bad = write(
+        "bad.safetensors",
+        vec![
+            ("means", t["means"].clone()),
+            ("stds", t["stds"].clone()),
+            ("weights", t["weights"].clone()),
+            ("noise", t["noise"].reshape(48).unwrap()),
+        ],
+    );
     let e = Problem::from_file(&bad).unwrap_err().to_string();
     assert!(e.contains("`noise`"), "{e}");
     let missing = write("missing.safetensors", vec![("means", t["means"].clone())]);

@@ -6,7 +6,9 @@
 //! diffusers on them.
 
 use candle_core::DType;
-use diffusion_samplers::diffusers::{solve_problem, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SolveOptions};
+use diffusion_samplers::diffusers::{
+    solve_problem, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SolveOptions,
+};
 
 /// (config file, value asserted by diffusers' test)
 const CASES: &[(&str, f64)] = &[

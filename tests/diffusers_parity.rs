@@ -13,8 +13,6 @@ use common::{fixture_prediction as prediction, fixture_schedule as schedule, loa
 use diffusion_samplers::*;
 use serde_json::Value;
 
-
-
 /// Runs one case the way the fixture script ran diffusers; returns (sample, model times).
 fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
     let config = &case["config"];
@@ -31,8 +29,10 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
     let noise = &fx.tensors["noise"];
     let out = match case["class"].as_str().unwrap() {
         "DDIMScheduler" => {
-            let grid = Grid::new(&sched, &Spacing::Leading { steps_offset: 0, skip_zero: false }, steps, End::Clean).unwrap();
-            let mut model = Model::new(denoiser, &sched, pred).with_data_transform(DataTransform::Clip { range: 1.0 }).unwrap();
+            let grid =
+                Grid::new(&sched, &Spacing::Leading { steps_offset: 0, skip_zero: false }, steps, End::Clean).unwrap();
+            let mut model =
+                Model::new(denoiser, &sched, pred).with_data_transform(DataTransform::Clip { range: 1.0 }).unwrap();
             sample(&Ddim::default(), &mut model, &grid, noise).unwrap()
         }
         "DPMSolverMultistepScheduler" => {

@@ -14,7 +14,12 @@ fn sched() -> DiscreteVp {
 #[test]
 fn zero_steps() {
     let s = sched();
-    for spacing in [Spacing::UniformLambda, Spacing::Karras { rho: 7.0 }, Spacing::Trailing, Spacing::Leading { steps_offset: 1, skip_zero: false }] {
+    for spacing in [
+        Spacing::UniformLambda,
+        Spacing::Karras { rho: 7.0 },
+        Spacing::Trailing,
+        Spacing::Leading { steps_offset: 1, skip_zero: false },
+    ] {
         let err = Grid::new(&s, &spacing, 0, End::Clean).unwrap_err();
         assert!(matches!(err, Error::ZeroSteps), "{spacing:?}: {err}");
         assert!(err.to_string().contains("at least one step"));
@@ -28,7 +33,11 @@ fn zero_steps() {
 #[test]
 fn more_steps_than_training_timesteps() {
     let s = sched();
-    for spacing in [Spacing::Trailing, Spacing::Linspace { round: true, skip_zero: false }, Spacing::Leading { steps_offset: 0, skip_zero: false }] {
+    for spacing in [
+        Spacing::Trailing,
+        Spacing::Linspace { round: true, skip_zero: false },
+        Spacing::Leading { steps_offset: 0, skip_zero: false },
+    ] {
         let err = Grid::new(&s, &spacing, 1001, End::Clean).unwrap_err();
         assert!(matches!(err, Error::TooManySteps { steps: 1001, max: 1000 }), "{spacing:?}: {err}");
         assert!(err.to_string().contains("use at most 1000 steps"));
@@ -176,6 +185,7 @@ fn exact_endpoint_of_a_non_finite_start_is_an_error() {
 
 #[test]
 fn huge_steps_offset_is_an_error_not_an_overflow() {
-    let err = Grid::new(&sched(), &Spacing::Leading { steps_offset: usize::MAX, skip_zero: false }, 10, End::Clean).unwrap_err();
+    let err = Grid::new(&sched(), &Spacing::Leading { steps_offset: usize::MAX, skip_zero: false }, 10, End::Clean)
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidGrid(_)), "{err}");
 }

@@ -16,7 +16,12 @@ fn grids() -> HashMap<String, Tensor> {
 }
 
 fn vec(t: &HashMap<String, Tensor>, key: &str) -> Vec<f64> {
-    t.get(key).unwrap_or_else(|| panic!("fixture lacks {key}")).to_dtype(candle_core::DType::F64).unwrap().to_vec1().unwrap()
+    t.get(key)
+        .unwrap_or_else(|| panic!("fixture lacks {key}"))
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn schedule() -> DiscreteVp {
@@ -85,9 +90,18 @@ fn dpm_solver_timesteps_and_sigmas() {
                 continue;
             }
             let grid = Grid::new(&s, &spacing, n, End::Clean).unwrap();
-            assert_eq!(timesteps(&grid, |t| t), vec(&g, &format!("dpm.{variant}.{n}.timesteps")), "dpm {variant} n = {n}");
+            assert_eq!(
+                timesteps(&grid, |t| t),
+                vec(&g, &format!("dpm.{variant}.{n}.timesteps")),
+                "dpm {variant} n = {n}"
+            );
             // diffusers stores its sigmas in float32
-            assert_close(&format!("dpm {variant} n = {n} sigmas"), &ksigmas(&grid), &vec(&g, &format!("dpm.{variant}.{n}.sigmas")), F32_SIGMA_REL);
+            assert_close(
+                &format!("dpm {variant} n = {n} sigmas"),
+                &ksigmas(&grid),
+                &vec(&g, &format!("dpm.{variant}.{n}.sigmas")),
+                F32_SIGMA_REL,
+            );
         }
     }
 }
@@ -98,20 +112,47 @@ fn karras_and_exponential_sigmas() {
     let s = diffusers_table(&g);
     for n in NS {
         let karras = Grid::new(&s, &Spacing::Karras { rho: 7.0 }, n, End::Clean).unwrap();
-        assert_close(&format!("karras n = {n}"), &ksigmas(&karras), &vec(&g, &format!("dpm.karras.{n}.sigmas")), F32_SIGMA_REL);
+        assert_close(
+            &format!("karras n = {n}"),
+            &ksigmas(&karras),
+            &vec(&g, &format!("dpm.karras.{n}.sigmas")),
+            F32_SIGMA_REL,
+        );
         // diffusers rounds karras and lu timesteps to integers, and truncates exponential ones
         let unrounded = vec(&g, &format!("dpm.karras.{n}.timesteps_unrounded"));
         for (a, b) in timesteps(&karras, |t| t).iter().zip(&unrounded) {
             assert!((a - b).abs() < 1e-4, "karras n = {n}: continuous t {a} vs {b}");
         }
-        assert_eq!(timesteps(&karras, f64::round_ties_even), vec(&g, &format!("dpm.karras.{n}.timesteps")), "karras n = {n}");
+        assert_eq!(
+            timesteps(&karras, f64::round_ties_even),
+            vec(&g, &format!("dpm.karras.{n}.timesteps")),
+            "karras n = {n}"
+        );
 
         let exp = Grid::new(&s, &Spacing::Exponential, n, End::Clean).unwrap();
-        assert_close(&format!("exponential n = {n}"), &ksigmas(&exp), &vec(&g, &format!("dpm.exponential.{n}.sigmas")), F32_SIGMA_REL);
-        assert_eq!(timesteps(&exp, f64::trunc), vec(&g, &format!("dpm.exponential.{n}.timesteps")), "exponential n = {n}");
+        assert_close(
+            &format!("exponential n = {n}"),
+            &ksigmas(&exp),
+            &vec(&g, &format!("dpm.exponential.{n}.sigmas")),
+            F32_SIGMA_REL,
+        );
+        assert_eq!(
+            timesteps(&exp, f64::trunc),
+            vec(&g, &format!("dpm.exponential.{n}.timesteps")),
+            "exponential n = {n}"
+        );
         let lu = Grid::new(&s, &Spacing::UniformLambda, n, End::Clean).unwrap();
-        assert_close(&format!("lu n = {n}"), &ksigmas(&lu), &vec(&g, &format!("dpm.lu_lambdas.{n}.sigmas")), F32_SIGMA_REL);
-        assert_eq!(timesteps(&lu, f64::round_ties_even), vec(&g, &format!("dpm.lu_lambdas.{n}.timesteps")), "lu n = {n}");
+        assert_close(
+            &format!("lu n = {n}"),
+            &ksigmas(&lu),
+            &vec(&g, &format!("dpm.lu_lambdas.{n}.sigmas")),
+            F32_SIGMA_REL,
+        );
+        assert_eq!(
+            timesteps(&lu, f64::round_ties_even),
+            vec(&g, &format!("dpm.lu_lambdas.{n}.timesteps")),
+            "lu n = {n}"
+        );
     }
 }
 
@@ -125,6 +166,11 @@ fn beta_tables() {
     // the cosine schedule in float64 equals diffusers' formula evaluated in float64 to rounding,
     // and its float32 table to float32 precision; candle's copy (integer division) fails both
     let cos = DiscreteVp::new(BetaSchedule::SquaredCosCapV2 { max_beta: 0.999 }, 1000).unwrap();
-    assert_close("squaredcos_cap_v2 f64", cos.alphas_cumprod(), &vec(&g, "alphas_cumprod_f64.squaredcos_cap_v2"), 1e-12);
+    assert_close(
+        "squaredcos_cap_v2 f64",
+        cos.alphas_cumprod(),
+        &vec(&g, "alphas_cumprod_f64.squaredcos_cap_v2"),
+        1e-12,
+    );
     assert_close("squaredcos_cap_v2 f32", cos.alphas_cumprod(), &vec(&g, "alphas_cumprod.squaredcos_cap_v2"), 2e-5);
 }

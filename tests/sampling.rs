@@ -138,7 +138,8 @@ fn ddim_eta_one_samples_the_data_distribution() {
     let (w, m, sd) = ([0.4, 0.6], [[-0.5, 0.2], [0.6, -0.3]], [0.2, 0.3]);
     for d in 0..2 {
         let mean_true: f64 = (0..2).map(|k| w[k] * m[k][d]).sum();
-        let var_true: f64 = (0..2).map(|k| w[k] * (sd[k] * sd[k] + m[k][d] * m[k][d])).sum::<f64>() - mean_true * mean_true;
+        let var_true: f64 =
+            (0..2).map(|k| w[k] * (sd[k] * sd[k] + m[k][d] * m[k][d])).sum::<f64>() - mean_true * mean_true;
         let mean: f64 = v.iter().map(|r| r[d]).sum::<f64>() / n as f64;
         let var: f64 = v.iter().map(|r| (r[d] - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let se = (var_true / n as f64).sqrt();
@@ -287,7 +288,8 @@ fn dynamic_thresholding_matches_its_definition() {
 #[test]
 fn prediction_types_agree_on_the_exact_denoiser() {
     // the same exact denoiser expressed as eps, x0, v or flow velocity samples to the same result
-    let schedules: Vec<Box<dyn Scheduler>> = vec![Box::new(sched()), Box::new(RectifiedFlow { shift: 2.0, ..Default::default() }), Box::new(Edm::default())];
+    let schedules: Vec<Box<dyn Scheduler>> =
+        vec![Box::new(sched()), Box::new(RectifiedFlow { shift: 2.0, ..Default::default() }), Box::new(Edm::default())];
     for s in &schedules {
         let s = s.as_ref();
         let gm = GaussianMixture::example(3, 3, 8).unwrap();
@@ -298,7 +300,11 @@ fn prediction_types_agree_on_the_exact_denoiser() {
             sample(&DpmSolverMultistep::pp(2), &mut model, &grid, &x).unwrap()
         };
         let base = run(Prediction::Sample);
-        let preds: &[Prediction] = if grid.points()[0].alpha == 0.0 { &[Prediction::VPrediction, Prediction::Flow] } else { &[Prediction::Epsilon, Prediction::VPrediction, Prediction::Flow] };
+        let preds: &[Prediction] = if grid.points()[0].alpha == 0.0 {
+            &[Prediction::VPrediction, Prediction::Flow]
+        } else {
+            &[Prediction::Epsilon, Prediction::VPrediction, Prediction::Flow]
+        };
         for &p in preds {
             let d = max_abs(&run(p), &base);
             assert!(d < 1e-9, "{s:?} {p:?}: {d}");

@@ -311,8 +311,18 @@ fn identities_with_dpm_solver_multistep() {
     same(&Deis::order(2), &heun(2), Prediction::Epsilon, End::Min);
     same(&Deis::order(3), &heun(3), Prediction::VPrediction, End::Clean);
     // UniP-2 (bh2, rho = 1/2) is DPM-Solver++(2M) midpoint; UniP-3 is DPM-Solver++(3M) (Taylor)
-    same(&unipc(2, BVariant::Bh2, Form::Data, Corrector::None), &DpmSolverMultistep::pp(2), Prediction::Epsilon, End::Clean);
-    same(&unipc(3, BVariant::Bh2, Form::Data, Corrector::None), &DpmSolverMultistep::pp(3), Prediction::Epsilon, End::Min);
+    same(
+        &unipc(2, BVariant::Bh2, Form::Data, Corrector::None),
+        &DpmSolverMultistep::pp(2),
+        Prediction::Epsilon,
+        End::Clean,
+    );
+    same(
+        &unipc(3, BVariant::Bh2, Form::Data, Corrector::None),
+        &DpmSolverMultistep::pp(3),
+        Prediction::Epsilon,
+        End::Min,
+    );
     // first order everywhere: all of them are DDIM
     same(&DpmSolverSinglestep::pp(1), &Ddim::default(), Prediction::Epsilon, End::Clean);
     same(&unipc(1, BVariant::Bh2, Form::Noise, Corrector::None), &Ddim::default(), Prediction::Epsilon, End::Min);
@@ -368,9 +378,21 @@ fn invalid_orders_are_refused() {
     let x = noise(2, 2, 0);
     let mut model = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &sched, Prediction::Epsilon);
     for order in [0, 4] {
-        assert!(matches!(sample(&Deis::order(order), &mut model, &grid, &x).unwrap_err().root(), Error::InvalidConfig(_)));
-        assert!(matches!(sample(&UniPc::order(order), &mut model, &grid, &x).unwrap_err().root(), Error::InvalidConfig(_)));
-        assert!(matches!(sample(&DpmSolverSinglestep::pp(order), &mut model, &grid, &x).unwrap_err().root(), Error::InvalidConfig(_)));
-        assert!(matches!(sample(&SdeDpmSolverPP::order(order), &mut model, &grid, &x).unwrap_err().root(), Error::InvalidConfig(_)));
+        assert!(matches!(
+            sample(&Deis::order(order), &mut model, &grid, &x).unwrap_err().root(),
+            Error::InvalidConfig(_)
+        ));
+        assert!(matches!(
+            sample(&UniPc::order(order), &mut model, &grid, &x).unwrap_err().root(),
+            Error::InvalidConfig(_)
+        ));
+        assert!(matches!(
+            sample(&DpmSolverSinglestep::pp(order), &mut model, &grid, &x).unwrap_err().root(),
+            Error::InvalidConfig(_)
+        ));
+        assert!(matches!(
+            sample(&SdeDpmSolverPP::order(order), &mut model, &grid, &x).unwrap_err().root(),
+            Error::InvalidConfig(_)
+        ));
     }
 }

@@ -19,8 +19,6 @@ use serde_json::Value;
 
 const TOL: f64 = 1e-5;
 
-
-
 fn get<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     config.get(key).filter(|v| !v.is_null())
 }
@@ -59,7 +57,8 @@ fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, state: Option<S::
     let steps = case["steps"].as_u64().unwrap() as usize;
     let sched = schedule(config);
     let pred = prediction(case);
-    let grid = Grid::new(&sched, &Spacing::Linspace { round: true, skip_zero: true }, steps, end(config, class)).unwrap();
+    let grid =
+        Grid::new(&sched, &Spacing::Linspace { round: true, skip_zero: true }, steps, end(config, class)).unwrap();
     // the grid is diffusers' sigma table (float32: its smallest sigmas carry the rounding of
     // `1 - alphas_cumprod` near 1, up to 2e-5 relative)
     let sigmas = fx.tensors[&format!("{}.sigmas", case["name"].as_str().unwrap())].to_vec1::<f64>().unwrap();
@@ -90,7 +89,8 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
     let class = case["class"].as_str().unwrap();
     match class {
         "UniPCMultistepScheduler" => {
-            let lof = if flag(config, "lower_order_final", true) { LowerOrderFinal::Always } else { LowerOrderFinal::Never };
+            let lof =
+                if flag(config, "lower_order_final", true) { LowerOrderFinal::Always } else { LowerOrderFinal::Never };
             let variant = match get(config, "solver_type").and_then(Value::as_str).unwrap_or("bh2") {
                 "bh1" => BVariant::Bh1,
                 "bh2" => BVariant::Bh2,
@@ -109,12 +109,18 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
             run_with(fx, case, &solver, None)
         }
         "DEISMultistepScheduler" => {
-            let lof = if flag(config, "lower_order_final", true) { LowerOrderFinal::BelowSteps(15) } else { LowerOrderFinal::Never };
-            let solver = Deis { policy: OrderPolicy { order: order(config), lower_order_final: lof, euler_at_final: false } };
+            let lof = if flag(config, "lower_order_final", true) {
+                LowerOrderFinal::BelowSteps(15)
+            } else {
+                LowerOrderFinal::Never
+            };
+            let solver =
+                Deis { policy: OrderPolicy { order: order(config), lower_order_final: lof, euler_at_final: false } };
             run_with(fx, case, &solver, None)
         }
         "DPMSolverSinglestepScheduler" => {
-            let lof = if flag(config, "lower_order_final", false) { LowerOrderFinal::Always } else { LowerOrderFinal::Never };
+            let lof =
+                if flag(config, "lower_order_final", false) { LowerOrderFinal::Always } else { LowerOrderFinal::Never };
             let algorithm = match get(config, "algorithm_type").and_then(Value::as_str).unwrap_or("dpmsolver++") {
                 "dpmsolver++" => Algorithm::DpmSolverPP,
                 "dpmsolver" => Algorithm::DpmSolver,
@@ -129,9 +135,17 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
         }
         "DPMSolverMultistepScheduler" => {
             assert_eq!(config["algorithm_type"], "sde-dpmsolver++");
-            let lof = if flag(config, "lower_order_final", true) { LowerOrderFinal::BelowSteps(15) } else { LowerOrderFinal::Never };
+            let lof = if flag(config, "lower_order_final", true) {
+                LowerOrderFinal::BelowSteps(15)
+            } else {
+                LowerOrderFinal::Never
+            };
             let solver = SdeDpmSolverPP {
-                policy: OrderPolicy { order: order(config), lower_order_final: lof, euler_at_final: flag(config, "euler_at_final", false) },
+                policy: OrderPolicy {
+                    order: order(config),
+                    lower_order_final: lof,
+                    euler_at_final: flag(config, "euler_at_final", false),
+                },
                 solver_type: solver_type(config),
                 third_order: ThirdOrder::Reference,
                 seed: 0,

@@ -22,7 +22,6 @@ fn sci(v: &[f64]) -> String {
     v.iter().map(|e| format!("{e:.3e}")).collect::<Vec<_>>().join(" ")
 }
 
-
 /// Errors against the exact ODE endpoint on uniform-lambda grids ending at sigma_min, per
 /// schedule: (schedule, fitted slope, slope of the last pair, errors).
 fn measure<S: Solver>(solver: &S, label: &str) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
@@ -62,10 +61,9 @@ fn lms_order_matches_its_number_of_steps() {
 fn plms_and_ipndm_fixed_weights_are_second_order_off_uniform_ksigma_grids() {
     // PNDM's fixed Adams-Bashforth weights assume steps uniform in ksigma; on uniform-lambda
     // grids the measured order is 2 (2.13), whatever the warm-up or the nominal order
-    for (solver, label) in [
-        (Pndm::default(), "PNDM (PRK)"),
-        (Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, "PNDM (PIE)"),
-    ] {
+    for (solver, label) in
+        [(Pndm::default(), "PNDM (PRK)"), (Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, "PNDM (PIE)")]
+    {
         assert_order(&solver, label, 1.9, 1.9);
     }
     assert_order(&Ipndm::default(), "iPNDM", 1.9, 1.9);
@@ -82,10 +80,13 @@ fn diffusers_pndm_v_prediction_combines_raw_outputs_and_is_first_order() {
         let ours = Pndm { combine: PndmCombine::Noise, ..theirs };
         let theirs = Pndm { warmup: if pie { Warmup::ImprovedEuler } else { Warmup::default() }, ..theirs };
         let ours = Pndm { warmup: theirs.warmup, ..ours };
-        for (sched, slope, _, errs) in measure_with(&theirs, &format!("{name} raw v (diffusers)"), Prediction::VPrediction) {
+        for (sched, slope, _, errs) in
+            measure_with(&theirs, &format!("{name} raw v (diffusers)"), Prediction::VPrediction)
+        {
             assert!(slope < 1.3, "{name} combining raw v outputs on {sched}: slope {slope:.3} (errors {errs:?})");
         }
-        for (sched, slope, _, errs) in measure_with(&ours, &format!("{name} noise (default)"), Prediction::VPrediction) {
+        for (sched, slope, _, errs) in measure_with(&ours, &format!("{name} noise (default)"), Prediction::VPrediction)
+        {
             assert!(slope >= 1.9, "{name} combining noise on {sched}: slope {slope:.3} (errors {errs:?})");
         }
     }
@@ -124,7 +125,10 @@ fn ipndm_is_lms_with_uniform_weights_on_a_uniform_ksigma_grid() {
     let grid = Grid::new(&s, &Spacing::UniformLambda, 12, End::Min).unwrap();
     let mut m1 = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
     let mut m2 = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-    let d = max_abs(&sample(&Lms::new(4), &mut m1, &grid, &x).unwrap(), &sample(&Ipndm::default(), &mut m2, &grid, &x).unwrap());
+    let d = max_abs(
+        &sample(&Lms::new(4), &mut m1, &grid, &x).unwrap(),
+        &sample(&Ipndm::default(), &mut m2, &grid, &x).unwrap(),
+    );
     assert!(d > 1e-4, "LMS and iPNDM should differ on a uniform-lambda grid, got {d:e}");
 }
 
@@ -148,7 +152,14 @@ fn prk_warmup_is_classical_rk4_in_ksigma() {
     let ns: Vec<usize> = vec![1, 2, 4, 8]; // 1/h ratios for the slope fit
     for (solver, label, min) in [
         (Pndm::default(), "PRK, ksigma midpoint", 4.6),
-        (Pndm { warmup: Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half: 0.0 } }, ..Default::default() }, "PRK, stages at the ends", 0.0),
+        (
+            Pndm {
+                warmup: Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half: 0.0 } },
+                ..Default::default()
+            },
+            "PRK, stages at the ends",
+            0.0,
+        ),
         (Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, "PIE", 2.7),
     ] {
         let errs: Vec<f64> = hs.iter().map(|&h| one_step_error(&solver, h)).collect();
@@ -205,7 +216,10 @@ fn finite_and_accurate_into_sigma_zero() {
     let outs = [
         ("LMS", run(&|m| sample(&Lms::default(), m, &grid, &x).unwrap())),
         ("PNDM", run(&|m| sample(&Pndm::default(), m, &grid, &x).unwrap())),
-        ("PNDM (PIE)", run(&|m| sample(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, m, &grid, &x).unwrap())),
+        (
+            "PNDM (PIE)",
+            run(&|m| sample(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, m, &grid, &x).unwrap()),
+        ),
         ("iPNDM", run(&|m| sample(&Ipndm::default(), m, &grid, &x).unwrap())),
     ];
     for (name, out) in &outs {
@@ -216,7 +230,10 @@ fn finite_and_accurate_into_sigma_zero() {
     for (name, out) in [
         ("Euler-ancestral", run(&|m| sample(&EulerAncestral::default(), m, &grid, &x).unwrap())),
         ("DDPM", run(&|m| sample(&Ddpm::default(), m, &grid, &x).unwrap())),
-        ("DDPM fixed_large", run(&|m| sample(&Ddpm { variance: DdpmVariance::FixedLarge, ..Default::default() }, m, &grid, &x).unwrap())),
+        (
+            "DDPM fixed_large",
+            run(&|m| sample(&Ddpm { variance: DdpmVariance::FixedLarge, ..Default::default() }, m, &grid, &x).unwrap()),
+        ),
     ] {
         let v = out.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert!(v.iter().all(|v| v.is_finite()), "{name}: non-finite output into sigma = 0");
@@ -238,7 +255,10 @@ fn inversion_round_trip() {
             let z = match name {
                 "LMS" => invert(&Lms::default(), &mut model, &grid, &x).unwrap(),
                 "PNDM" => invert(&Pndm::default(), &mut model, &grid, &x).unwrap(),
-                "PNDM (PIE)" => invert(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, &mut model, &grid, &x).unwrap(),
+                "PNDM (PIE)" => {
+                    invert(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, &mut model, &grid, &x)
+                        .unwrap()
+                }
                 _ => invert(&Ipndm::default(), &mut model, &grid, &x).unwrap(),
             };
             // the encoding is the exact ODE's noise up to the solver's error
@@ -246,11 +266,18 @@ fn inversion_round_trip() {
             let x2 = match name {
                 "LMS" => sample(&Lms::default(), &mut model, &grid, &z).unwrap(),
                 "PNDM" => sample(&Pndm::default(), &mut model, &grid, &z).unwrap(),
-                "PNDM (PIE)" => sample(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, &mut model, &grid, &z).unwrap(),
+                "PNDM (PIE)" => {
+                    sample(&Pndm { warmup: Warmup::ImprovedEuler, ..Default::default() }, &mut model, &grid, &z)
+                        .unwrap()
+                }
                 _ => sample(&Ipndm::default(), &mut model, &grid, &z).unwrap(),
             };
             let e = rms(&x2, &x);
-            println!("{name:<12} n = {n:<4} round trip rms {e:.3e}, encoding error {:.3e}", rms(&z, &z_exact) / z_exact.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f64>().unwrap());
+            println!(
+                "{name:<12} n = {n:<4} round trip rms {e:.3e}, encoding error {:.3e}",
+                rms(&z, &z_exact)
+                    / z_exact.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f64>().unwrap()
+            );
             errs.push(e);
         }
         assert!(errs[0] < tol, "{name}: round trip error {} at {n} steps", errs[0]);
@@ -348,12 +375,26 @@ fn ddpm_small_variance_is_ddim_eta_one_and_euler_ancestral() {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
         let (src, count) = replay(z.clone());
         let out = match which {
-            0 => sample_with_state(&Ddpm::default(), &mut model, &grid, &x, &mut Ddpm::default().state_with_noise(src), |_| {}),
+            0 => sample_with_state(
+                &Ddpm::default(),
+                &mut model,
+                &grid,
+                &x,
+                &mut Ddpm::default().state_with_noise(src),
+                |_| {},
+            ),
             1 => {
                 let d = Ddim { eta: 1.0, seed: 0 };
                 sample_with_state(&d, &mut model, &grid, &x, &mut d.state_with_noise(src), |_| {})
             }
-            _ => sample_with_state(&EulerAncestral::default(), &mut model, &grid, &x, &mut EulerAncestral::default().state_with_noise(src), |_| {}),
+            _ => sample_with_state(
+                &EulerAncestral::default(),
+                &mut model,
+                &grid,
+                &x,
+                &mut EulerAncestral::default().state_with_noise(src),
+                |_| {},
+            ),
         }
         .unwrap();
         let draws = *count.borrow();
@@ -387,9 +428,12 @@ fn ddpm_step_matches_ho_et_al_formulas() {
         let solver = Ddpm { variance, ..Default::default() };
         let (src, _) = replay(vec![z.clone()]);
         let out = sample_with_state(&solver, &mut model, &grid, &x, &mut solver.state_with_noise(src), |_| {}).unwrap();
-        let x0 = ((&x - eps_hat.affine((1.0 - ab_t).sqrt(), 0.0).unwrap()).unwrap().affine(1.0 / ab_t.sqrt(), 0.0)).unwrap();
+        let x0 =
+            ((&x - eps_hat.affine((1.0 - ab_t).sqrt(), 0.0).unwrap()).unwrap().affine(1.0 / ab_t.sqrt(), 0.0)).unwrap();
         let beta = 1.0 - ab_t / ab_p;
-        let mean = (x0.affine(ab_p.sqrt() * beta / (1.0 - ab_t), 0.0).unwrap() + x.affine((ab_t / ab_p).sqrt() * (1.0 - ab_p) / (1.0 - ab_t), 0.0).unwrap()).unwrap();
+        let mean = (x0.affine(ab_p.sqrt() * beta / (1.0 - ab_t), 0.0).unwrap()
+            + x.affine((ab_t / ab_p).sqrt() * (1.0 - ab_p) / (1.0 - ab_t), 0.0).unwrap())
+        .unwrap();
         let expected = (mean + z.affine(var.sqrt(), 0.0).unwrap()).unwrap();
         assert!(max_abs(&out, &expected) < 1e-12, "{variance:?}: {:e}", max_abs(&out, &expected));
     }
@@ -422,7 +466,8 @@ fn euler_ancestral_without_noise_is_euler_and_matches_the_ksigma_formula() {
     let out = sample_with_state(&solver, &mut model, &one, &x, &mut solver.state_with_noise(src), |_| {}).unwrap();
     // y_to = y + (s_down - s) d + s_noise s_up z with d = eps
     let y = x.affine(1.0 / from.alpha, 0.0).unwrap();
-    let y_to = ((y + eps_hat.affine(s_down - sf, 0.0).unwrap()).unwrap() + z.affine(s_noise * s_up, 0.0).unwrap()).unwrap();
+    let y_to =
+        ((y + eps_hat.affine(s_down - sf, 0.0).unwrap()).unwrap() + z.affine(s_noise * s_up, 0.0).unwrap()).unwrap();
     let expected = y_to.affine(to.alpha, 0.0).unwrap();
     assert!(max_abs(&out, &expected) < 1e-12, "{:e}", max_abs(&out, &expected));
 }
@@ -455,7 +500,15 @@ fn seeded_runs_are_reproducible_and_injected_noise_is_used() {
     let run_with = |z: Vec<Tensor>| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
         let (src, count) = replay(z);
-        let out = sample_with_state(&Ddpm::default(), &mut model, &grid, &x, &mut Ddpm::default().state_with_noise(src), |_| {}).unwrap();
+        let out = sample_with_state(
+            &Ddpm::default(),
+            &mut model,
+            &grid,
+            &x,
+            &mut Ddpm::default().state_with_noise(src),
+            |_| {},
+        )
+        .unwrap();
         let n = *count.borrow();
         (out, n)
     };
@@ -483,14 +536,19 @@ fn assert_moments(name: &str, out: &Tensor, means: &[Vec<f64>], stds: &[f64], we
     let wsum: f64 = weights.iter().sum();
     for d in 0..dim {
         let mu: f64 = means.iter().zip(weights).map(|(m, w)| w * m[d]).sum::<f64>() / wsum;
-        let second: f64 = means.iter().zip(stds).zip(weights).map(|((m, s), w)| w * (s * s + m[d] * m[d])).sum::<f64>() / wsum;
+        let second: f64 =
+            means.iter().zip(stds).zip(weights).map(|((m, s), w)| w * (s * s + m[d] * m[d])).sum::<f64>() / wsum;
         let var = second - mu * mu;
         let xs: Vec<f64> = v.iter().map(|r| r[d]).collect();
         let m = xs.iter().sum::<f64>() / n;
         let sv = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
         let m4 = xs.iter().map(|x| (x - m).powi(4)).sum::<f64>() / n;
         let (se_m, se_v) = ((var / n).sqrt(), ((m4 - sv * sv) / n).sqrt());
-        println!("{name:<16} dim {d}: mean {m:+.4} (exact {mu:+.4}, {:.1} se)  var {sv:.4} (exact {var:.4}, {:.1} se)", (m - mu) / se_m, (sv - var) / se_v);
+        println!(
+            "{name:<16} dim {d}: mean {m:+.4} (exact {mu:+.4}, {:.1} se)  var {sv:.4} (exact {var:.4}, {:.1} se)",
+            (m - mu) / se_m,
+            (sv - var) / se_v
+        );
         assert!((m - mu).abs() < k * se_m, "{name} dim {d}: mean {m} vs {mu} (se {se_m})");
         assert!((sv - var).abs() < k * se_v, "{name} dim {d}: variance {sv} vs {var} (se {se_v})");
     }
@@ -532,7 +590,16 @@ fn invalid_settings_are_typed_errors() {
         sample(&Lms::new(5), &mut model, &grid, &x).unwrap_err(),
         sample(&Ipndm { order: 7, ..Default::default() }, &mut model, &grid, &x).unwrap_err(),
         sample(&EulerAncestral { eta: -1.0, ..Default::default() }, &mut model, &grid, &x).unwrap_err(),
-        sample(&Pndm { warmup: Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half: f64::NAN } }, ..Default::default() }, &mut model, &grid, &x).unwrap_err(),
+        sample(
+            &Pndm {
+                warmup: Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half: f64::NAN } },
+                ..Default::default()
+            },
+            &mut model,
+            &grid,
+            &x,
+        )
+        .unwrap_err(),
         invert(&EulerAncestral::default(), &mut model, &grid, &x).unwrap_err(),
         invert(&Ddpm::default(), &mut model, &grid, &x).unwrap_err(),
     ] {
@@ -548,7 +615,10 @@ fn invalid_settings_are_typed_errors() {
     let g = Grid::new(&zsnr, &Spacing::Trailing, 5, End::Clean).unwrap();
     assert_eq!(g.points()[0].alpha, 0.0);
     let mut vmodel = Model::new(|x: &Tensor, _t: f64| x.affine(-0.3, 0.0), &zsnr, Prediction::VPrediction);
-    for e in [sample(&Lms::default(), &mut vmodel, &g, &x).unwrap_err(), sample(&Pndm::default(), &mut vmodel, &g, &x).unwrap_err()] {
+    for e in [
+        sample(&Lms::default(), &mut vmodel, &g, &x).unwrap_err(),
+        sample(&Pndm::default(), &mut vmodel, &g, &x).unwrap_err(),
+    ] {
         assert!(matches!(e.root(), Error::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("alpha = 0"), "{e}");
     }

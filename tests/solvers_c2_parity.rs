@@ -23,7 +23,6 @@ use serde_json::Value;
 
 const TOL: f64 = 1e-5;
 
-
 fn vec1(fx: &Fixture, key: &str) -> Vec<f64> {
     fx.tensors[key].flatten_all().unwrap().to_vec1::<f64>().unwrap()
 }
@@ -59,10 +58,13 @@ impl Scheduler for Cosine {
 /// `linspace(0, 999, n)` in float32, sigmas `np.interp` of the float32 sigma table (linear in
 /// sigma) cast to float32, then 0.
 fn euler_points(alphas_cumprod32: &[f64], n: usize) -> (Vec<Point>, Vec<f64>) {
-    let table: Vec<f64> = alphas_cumprod32.iter().map(|&a| {
-        let a = a as f32;
-        ((1.0f32 - a) / a).sqrt() as f64
-    }).collect();
+    let table: Vec<f64> = alphas_cumprod32
+        .iter()
+        .map(|&a| {
+            let a = a as f32;
+            ((1.0f32 - a) / a).sqrt() as f64
+        })
+        .collect();
     let mut points = vec![];
     let mut sigmas = vec![];
     for i in (0..n).rev() {
@@ -168,7 +170,9 @@ fn run(fx: &Fixture, case: &Value) -> Run {
             if get_bool("clip_sample", true) {
                 model = model.with_data_transform(DataTransform::Clip { range: 1.0 }).unwrap();
             }
-            let grid = Grid::new(&sched32, &Spacing::Leading { steps_offset: offset, skip_zero: false }, steps, End::Clean).unwrap();
+            let grid =
+                Grid::new(&sched32, &Spacing::Leading { steps_offset: offset, skip_zero: false }, steps, End::Clean)
+                    .unwrap();
             let variance = match config.get("variance_type").and_then(Value::as_str).unwrap_or("fixed_small") {
                 "fixed_small" => DdpmVariance::FixedSmall,
                 "fixed_small_log" => DdpmVariance::FixedSmallLog,
@@ -203,7 +207,10 @@ fn every_case_matches_diffusers() {
         // steps_offset 0 ends with a no-op step at t = 0 whose network call this crate skips
         let mut ts = vec1(&fx, &format!("{name}.timesteps"));
         let offset0 = case["config"].get("steps_offset").and_then(Value::as_u64).unwrap_or(0) == 0;
-        if class == "PNDMScheduler" && offset0 && !case["config"].get("set_alpha_to_one").and_then(Value::as_bool).unwrap_or(false) {
+        if class == "PNDMScheduler"
+            && offset0
+            && !case["config"].get("set_alpha_to_one").and_then(Value::as_bool).unwrap_or(false)
+        {
             assert_eq!(ts.pop(), Some(0.0));
         }
         assert_eq!(r.times.len(), ts.len(), "{name}: {:?} vs {ts:?}", r.times);
@@ -241,6 +248,7 @@ fn comparison_detects_a_wrong_solver() {
     let grid = Pndm::diffusers_grid(&sched, 10, 1, false).unwrap();
     let mut model = Model::new(fx.gm.denoiser(&sched, Prediction::Epsilon), &sched, Prediction::Epsilon);
     let solver = Pndm { weights: MultistepWeights::Lagrange, ..Pndm::diffusers(true, 1000, 10) };
-    let err = max_abs(&sample(&solver, &mut model, &grid, noise).unwrap(), &fx.tensors["plms_linear_epsilon_10.sample"]);
+    let err =
+        max_abs(&sample(&solver, &mut model, &grid, noise).unwrap(), &fx.tensors["plms_linear_epsilon_10.sample"]);
     assert!(err > 100.0 * TOL, "PLMS with Lagrange weights vs diffusers: {err:e}");
 }

@@ -235,7 +235,10 @@ impl DiffusersSampler {
                 _ => &[BetaScheduleName::Linear, BetaScheduleName::ScaledLinear, BetaScheduleName::SquaredCosCapV2],
             };
             if c.trained_betas.is_none() && !allowed_betas.contains(&schedule) {
-                return cfg_err("beta_schedule", format!("{schedule:?} is not implemented by {} in diffusers", class.name()));
+                return cfg_err(
+                    "beta_schedule",
+                    format!("{schedule:?} is not implemented by {} in diffusers", class.name()),
+                );
             }
             let (bs_default, be_default) =
                 if class == SchedulerClass::HeunDiscrete { (0.00085, 0.012) } else { (0.0001, 0.02) };
@@ -247,7 +250,10 @@ impl DiffusersSampler {
         // ---- data transform
         let thresholding = get(c.thresholding, false) && class.accepts("thresholding");
         let clip = class.accepts("clip_sample")
-            && get(c.clip_sample, matches!(class, SchedulerClass::Ddim | SchedulerClass::DdimInverse | SchedulerClass::Ddpm));
+            && get(
+                c.clip_sample,
+                matches!(class, SchedulerClass::Ddim | SchedulerClass::DdimInverse | SchedulerClass::Ddpm),
+            );
         let transform = if thresholding {
             let ratio = get(c.dynamic_thresholding_ratio, 0.995);
             let max_value = get(c.sample_max_value, 1.0);
@@ -262,7 +268,10 @@ impl DiffusersSampler {
         let order = get(c.solver_order, 2);
         let check_order = |max: usize| -> Result<()> {
             if order > max {
-                return cfg_err("solver_order", format!("{} supports solver_order 1..={max}, got {order}", class.name()));
+                return cfg_err(
+                    "solver_order",
+                    format!("{} supports solver_order 1..={max}, got {order}", class.name()),
+                );
             }
             Ok(())
         };
@@ -298,7 +307,11 @@ impl DiffusersSampler {
                 }
                 let policy = OrderPolicy {
                     order,
-                    lower_order_final: if lower_order_final { LowerOrderFinal::BelowSteps(15) } else { LowerOrderFinal::Never },
+                    lower_order_final: if lower_order_final {
+                        LowerOrderFinal::BelowSteps(15)
+                    } else {
+                        LowerOrderFinal::Never
+                    },
                     euler_at_final: get(c.euler_at_final, false),
                 };
                 match algorithm {
@@ -336,13 +349,19 @@ impl DiffusersSampler {
             SchedulerClass::DpmSolverSinglestep => {
                 check_order(3)?;
                 if variance_learned {
-                    return cfg_err("variance_type", "learned variance channels are not implemented: set variance_type to null");
+                    return cfg_err(
+                        "variance_type",
+                        "learned variance channels are not implemented: set variance_type to null",
+                    );
                 }
                 let algorithm = match get(c.algorithm_type, AlgorithmType::DpmSolverPP) {
                     AlgorithmType::DpmSolver => Algorithm::DpmSolver,
                     AlgorithmType::DpmSolverPP | AlgorithmType::Deis => Algorithm::DpmSolverPP,
                     other => {
-                        return cfg_err("algorithm_type", format!("{other:?} is not implemented by DPMSolverSinglestepScheduler"))
+                        return cfg_err(
+                            "algorithm_type",
+                            format!("{other:?} is not implemented by DPMSolverSinglestepScheduler"),
+                        )
                     }
                 };
                 if algorithm == Algorithm::DpmSolver && prediction == Prediction::Flow {
@@ -356,7 +375,11 @@ impl DiffusersSampler {
                     algorithm,
                     policy: OrderPolicy {
                         order,
-                        lower_order_final: if lower_order_final { LowerOrderFinal::Always } else { LowerOrderFinal::Never },
+                        lower_order_final: if lower_order_final {
+                            LowerOrderFinal::Always
+                        } else {
+                            LowerOrderFinal::Never
+                        },
                         euler_at_final: false,
                     },
                     solver_type,
@@ -366,7 +389,12 @@ impl DiffusersSampler {
                 check_order(3)?;
                 match get(c.algorithm_type, AlgorithmType::Deis) {
                     AlgorithmType::Deis | AlgorithmType::DpmSolverPP | AlgorithmType::DpmSolver => {}
-                    other => return cfg_err("algorithm_type", format!("{other:?} is not implemented by DEISMultistepScheduler")),
+                    other => {
+                        return cfg_err(
+                            "algorithm_type",
+                            format!("{other:?} is not implemented by DEISMultistepScheduler"),
+                        )
+                    }
                 }
                 if matches!(prediction, Prediction::Flow) {
                     return cfg_err("prediction_type", "flow_prediction with DEIS is not implemented");
@@ -374,7 +402,11 @@ impl DiffusersSampler {
                 SolverChoice::Deis(Deis {
                     policy: OrderPolicy {
                         order,
-                        lower_order_final: if lower_order_final { LowerOrderFinal::BelowSteps(15) } else { LowerOrderFinal::Never },
+                        lower_order_final: if lower_order_final {
+                            LowerOrderFinal::BelowSteps(15)
+                        } else {
+                            LowerOrderFinal::Never
+                        },
                         euler_at_final: false,
                     },
                 })
@@ -392,7 +424,11 @@ impl DiffusersSampler {
                 SolverChoice::UniPc(UniPc {
                     policy: OrderPolicy {
                         order,
-                        lower_order_final: if lower_order_final { LowerOrderFinal::Always } else { LowerOrderFinal::Never },
+                        lower_order_final: if lower_order_final {
+                            LowerOrderFinal::Always
+                        } else {
+                            LowerOrderFinal::Never
+                        },
                         euler_at_final: false,
                     },
                     variant,
@@ -406,21 +442,23 @@ impl DiffusersSampler {
             SchedulerClass::Pndm => SolverChoice::Pndm { skip_prk_steps: get(c.skip_prk_steps, false) },
             SchedulerClass::EulerAncestralDiscrete => SolverChoice::EulerAncestral(EulerAncestral::diffusers_default()),
             SchedulerClass::Ddpm => {
-                let variance = match get(c.variance_type, VarianceType::FixedSmall) {
-                    VarianceType::FixedSmall => DdpmVariance::FixedSmall,
-                    VarianceType::FixedSmallLog => DdpmVariance::FixedSmallLog,
-                    VarianceType::FixedLarge => DdpmVariance::FixedLarge,
-                    VarianceType::FixedLargeLog => {
-                        return cfg_err(
+                let variance =
+                    match get(c.variance_type, VarianceType::FixedSmall) {
+                        VarianceType::FixedSmall => DdpmVariance::FixedSmall,
+                        VarianceType::FixedSmallLog => DdpmVariance::FixedSmallLog,
+                        VarianceType::FixedLarge => DdpmVariance::FixedLarge,
+                        VarianceType::FixedLargeLog => return cfg_err(
                             "variance_type",
                             "fixed_large_log: diffusers' DDPMScheduler.step takes the square root of log(beta) (NaN); \
                              use fixed_large",
-                        )
-                    }
-                    VarianceType::Learned | VarianceType::LearnedRange => {
-                        return cfg_err("variance_type", "learned variances are not implemented: use fixed_small or fixed_large")
-                    }
-                };
+                        ),
+                        VarianceType::Learned | VarianceType::LearnedRange => {
+                            return cfg_err(
+                                "variance_type",
+                                "learned variances are not implemented: use fixed_small or fixed_large",
+                            )
+                        }
+                    };
                 SolverChoice::Ddpm(Ddpm { variance, final_noise: FinalNoise::Diffusers, seed: 0 })
             }
         };
@@ -431,7 +469,10 @@ impl DiffusersSampler {
                 return cfg_err("invert_sigmas", "not implemented (it runs the flow from data to noise)");
             }
             if get(c.stochastic_sampling, false) {
-                return cfg_err("stochastic_sampling", "not implemented: use the deterministic flow-matching Euler sampler");
+                return cfg_err(
+                    "stochastic_sampling",
+                    "not implemented: use the deterministic flow-matching Euler sampler",
+                );
             }
         }
         if !flow_class && class.accepts("use_dynamic_shifting") && get(c.use_dynamic_shifting, false) && !flow_sigmas {
@@ -485,7 +526,10 @@ impl DiffusersSampler {
     /// default). Only `DDIMScheduler` takes it.
     pub fn eta(mut self, eta: f64) -> Result<DiffusersSampler> {
         if self.config.class != SchedulerClass::Ddim {
-            return Err(Error::Unsupported(format!("eta is a DDIMScheduler argument, not one of {}", self.config.class.name())));
+            return Err(Error::Unsupported(format!(
+                "eta is a DDIMScheduler argument, not one of {}",
+                self.config.class.name()
+            )));
         }
         if !(eta >= 0.0 && eta.is_finite()) {
             return Err(Error::InvalidConfig(format!("DDIM eta must be finite and >= 0, got {eta}")));
@@ -725,7 +769,14 @@ impl DiffusersSampler {
             };
             out.push(Step { index: i, count, from, to });
         }
-        Ok(Plan { timesteps: ts, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: out, scaled: false, inference_steps: steps })
+        Ok(Plan {
+            timesteps: ts,
+            sigmas: Vec::new(),
+            init_noise_sigma: 1.0,
+            steps: out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     fn plan_ddim_inverse(&self, steps: usize) -> Result<Plan> {
@@ -740,7 +791,8 @@ impl DiffusersSampler {
             }
             TimestepSpacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                let mut v: Vec<f64> = np_arange(n as f64, 0.0, -ratio).into_iter().map(|t| t.round_ties_even() - 1.0).collect();
+                let mut v: Vec<f64> =
+                    np_arange(n as f64, 0.0, -ratio).into_iter().map(|t| t.round_ties_even() - 1.0).collect();
                 v.reverse();
                 v
             }
@@ -756,7 +808,13 @@ impl DiffusersSampler {
         for (i, &t) in ts.iter().enumerate() {
             let start = match self.quirks.ddim_target {
                 DdimTarget::UniformStride => Some((t as i64 - stride).min(n as i64 - 1)),
-                DdimTarget::NextTimestep => if i == 0 { Some(-1) } else { Some(ts[i - 1] as i64) },
+                DdimTarget::NextTimestep => {
+                    if i == 0 {
+                        Some(-1)
+                    } else {
+                        Some(ts[i - 1] as i64)
+                    }
+                }
             };
             // the model is called at `t`; the sample is taken to be at `start` (its alphas)
             let from = match start {
@@ -775,7 +833,14 @@ impl DiffusersSampler {
             let to = self.vp_point(t, t as usize);
             out.push(Step { index: i, count, from, to });
         }
-        Ok(Plan { timesteps: ts, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: out, scaled: false, inference_steps: steps })
+        Ok(Plan {
+            timesteps: ts,
+            sigmas: Vec::new(),
+            init_noise_sigma: 1.0,
+            steps: out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     fn plan_pndm(&self, steps: usize) -> Result<Plan> {
@@ -846,7 +911,14 @@ impl DiffusersSampler {
             prk.extend(plms);
             prk
         };
-        Ok(Plan { timesteps, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: steps_out, scaled: false, inference_steps: steps })
+        Ok(Plan {
+            timesteps,
+            sigmas: Vec::new(),
+            init_noise_sigma: 1.0,
+            steps: steps_out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     /// lambda_min_clipped's last timestep (DPM-Solver family).
@@ -906,7 +978,10 @@ impl DiffusersSampler {
                 }
                 TimestepSpacing::Trailing => {
                     let ratio = n as f64 / steps as f64;
-                    np_arange(last_timestep as f64, 0.0, -ratio).into_iter().map(|t| t.round_ties_even() - 1.0).collect()
+                    np_arange(last_timestep as f64, 0.0, -ratio)
+                        .into_iter()
+                        .map(|t| t.round_ties_even() - 1.0)
+                        .collect()
                 }
             }
         };
@@ -1006,7 +1081,11 @@ impl DiffusersSampler {
                 (ts, s)
             }
             Conversion::Flow => {
-                let s = if class == SchedulerClass::UniPcMultistep { self.unipc_flow_sigmas(steps)? } else { self.multistep_flow_sigmas(steps) };
+                let s = if class == SchedulerClass::UniPcMultistep {
+                    self.unipc_flow_sigmas(steps)?
+                } else {
+                    self.multistep_flow_sigmas(steps)
+                };
                 let n = self.n_train as f64;
                 let ts = s.iter().map(|&x| if exact { x * n } else { (x * n).trunc() }).collect();
                 (ts, s)
@@ -1054,12 +1133,16 @@ impl DiffusersSampler {
                 self.sigma_point(t, all[i], flow)
             })
             .collect();
-        let steps_out = points
-            .windows(2)
-            .enumerate()
-            .map(|(index, w)| Step { index, count, from: w[0], to: w[1] })
-            .collect();
-        Ok(Plan { timesteps, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false, inference_steps: steps })
+        let steps_out =
+            points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
+        Ok(Plan {
+            timesteps,
+            sigmas: all,
+            init_noise_sigma: 1.0,
+            steps: steps_out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     fn unipc_flow_sigmas(&self, steps: usize) -> Result<Vec<f64>> {
@@ -1126,14 +1209,25 @@ impl DiffusersSampler {
         let mut unique = ts.clone();
         unique.dedup();
         if unique.len() != ts.len() {
-            return cfg_err("timestep_spacing", "these settings repeat a timestep (diffusers then misaligns its sigmas)");
+            return cfg_err(
+                "timestep_spacing",
+                "these settings repeat a timestep (diffusers then misaligns its sigmas)",
+            );
         }
         let count = ts.len();
-        let points: Vec<Point> =
-            (0..=count).map(|i| self.sigma_point(if i < count { ts[i] } else { noisiest as f64 }, all[i], false)).collect();
+        let points: Vec<Point> = (0..=count)
+            .map(|i| self.sigma_point(if i < count { ts[i] } else { noisiest as f64 }, all[i], false))
+            .collect();
         let steps_out =
             points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
-        Ok(Plan { timesteps: ts, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false, inference_steps: steps })
+        Ok(Plan {
+            timesteps: ts,
+            sigmas: all,
+            init_noise_sigma: 1.0,
+            steps: steps_out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     fn plan_euler(&self, steps: usize) -> Result<Plan> {
@@ -1155,7 +1249,10 @@ impl DiffusersSampler {
             }
             TimestepSpacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                np_arange(n as f64, 0.0, -ratio).into_iter().map(|t| (t.round_ties_even() as f32 - 1.0) as f64).collect()
+                np_arange(n as f64, 0.0, -ratio)
+                    .into_iter()
+                    .map(|t| (t.round_ties_even() as f32 - 1.0) as f64)
+                    .collect()
             }
         };
         // no range check: sigmas are interpolated (clamped to the table's ends)
@@ -1280,7 +1377,14 @@ impl DiffusersSampler {
         }
         let steps_out =
             points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
-        Ok(Plan { timesteps: ts, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false, inference_steps: steps })
+        Ok(Plan {
+            timesteps: ts,
+            sigmas: all,
+            init_noise_sigma: 1.0,
+            steps: steps_out,
+            scaled: false,
+            inference_steps: steps,
+        })
     }
 
     /// Run the pipeline loop: start from `noise * init_noise_sigma` and take `steps` steps with
@@ -1309,7 +1413,8 @@ impl DiffusersSampler {
                 model_times.push(t);
                 denoiser.denoise(x, t)
             };
-            let mut model = Model::new(recorder, schedule.as_ref(), self.prediction).with_data_transform(self.transform)?;
+            let mut model =
+                Model::new(recorder, schedule.as_ref(), self.prediction).with_data_transform(self.transform)?;
             let source = source.unwrap_or_else(|| Box::new(SeededNoise::new(self.noise_seed)));
             let out = self.run_solver(&mut model, &plan, x, source)?;
             out.affine(plan.end_scale(), 0.0)?
@@ -1466,8 +1571,12 @@ fn build_table(
         }
         TablePrecision::Float64 => {
             let betas: Vec<f64> = match (trained, schedule) {
-                (Some(_), _) | (None, BetaScheduleName::Sigmoid | BetaScheduleName::Laplace | BetaScheduleName::Exp) => {
-                    tables::betas_f32(schedule, beta_start, beta_end, trained, n)?.into_iter().map(|b| b as f64).collect()
+                (Some(_), _)
+                | (None, BetaScheduleName::Sigmoid | BetaScheduleName::Laplace | BetaScheduleName::Exp) => {
+                    tables::betas_f32(schedule, beta_start, beta_end, trained, n)?
+                        .into_iter()
+                        .map(|b| b as f64)
+                        .collect()
                 }
                 (None, BetaScheduleName::Linear) => {
                     tables::betas_f32(schedule, beta_start, beta_end, None, n)?;

@@ -71,7 +71,10 @@ impl Problem {
         let gm = GaussianMixture::new(means, stds, weights)?;
         let noise = get("noise")?;
         if noise.rank() < 2 || noise.dims()[1..].iter().product::<usize>() != d {
-            return Err(bad(format!("`noise` must be [N, ...] with trailing dims multiplying to D = {d}, got {:?}", noise.dims())));
+            return Err(bad(format!(
+                "`noise` must be [N, ...] with trailing dims multiplying to D = {d}, got {:?}",
+                noise.dims()
+            )));
         }
         let step_noise = match tensors.get("step_noise") {
             Some(t) => {
@@ -124,7 +127,8 @@ impl SolveOutput {
     /// (u32, shape `[1]`) to a safetensors file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
-        let sample = if self.sample.dtype() == DType::F32 { self.sample.clone() } else { self.sample.to_dtype(DType::F64)? };
+        let sample =
+            if self.sample.dtype() == DType::F32 { self.sample.clone() } else { self.sample.to_dtype(DType::F64)? };
         map.insert("sample".into(), sample);
         map.insert("timesteps".into(), Tensor::new(self.timesteps.as_slice(), &Device::Cpu)?);
         map.insert("nfe".into(), Tensor::new(&[self.nfe as u32], &Device::Cpu)?);
@@ -177,7 +181,11 @@ impl NoiseSource for Replay {
         let z = self.noise.get(self.next)?;
         self.next += 1;
         if z.dims() != like.dims() {
-            return Err(Error::InvalidConfig(format!("step_noise slices are {:?}, the sample is {:?}", z.dims(), like.dims())));
+            return Err(Error::InvalidConfig(format!(
+                "step_noise slices are {:?}, the sample is {:?}",
+                z.dims(),
+                like.dims()
+            )));
         }
         Ok(z.to_dtype(like.dtype())?)
     }

@@ -134,10 +134,7 @@ mod tests {
             2 => {
                 let r1 = rho(l[1]);
                 let ind = |t: f64, b: f64, c: f64| t * (-c.ln() + t.ln() - 1.0) / (b.ln() - c.ln());
-                vec![
-                    alpha_t * (ind(rt, r0, r1) - ind(r0, r0, r1)),
-                    alpha_t * (ind(rt, r1, r0) - ind(r0, r1, r0)),
-                ]
+                vec![alpha_t * (ind(rt, r0, r1) - ind(r0, r0, r1)), alpha_t * (ind(rt, r1, r0) - ind(r0, r1, r0))]
             }
             _ => {
                 let (r1, r2) = (rho(l[1]), rho(l[2]));
@@ -189,7 +186,13 @@ mod tests {
             let mut sum = 0.0;
             for i in 0..=n {
                 let s = from.lambda + i as f64 * dh;
-                let c = if i == 0 || i == n { 1.0 } else if i % 2 == 1 { 4.0 } else { 2.0 };
+                let c = if i == 0 || i == n {
+                    1.0
+                } else if i % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                };
                 sum += c * kernel(s) * m(s);
             }
             let exact = sum * dh / 3.0;
@@ -220,10 +223,7 @@ mod tests {
         assert_eq!((c_x, w), (0.0, vec![1.0]));
         let (c_x, w) = lagrange_step(Form::Noise, &from, &to, &[from.lambda]).unwrap();
         assert!((c_x - 1.0 / from.alpha).abs() < 1e-15 && (w[0] + from.sigma / from.alpha).abs() < 1e-15);
-        assert!(matches!(
-            lagrange_step(Form::Data, &from, &to, &[from.lambda, 0.5]),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(lagrange_step(Form::Data, &from, &to, &[from.lambda, 0.5]), Err(Error::Unsupported(_))));
     }
 
     #[test]

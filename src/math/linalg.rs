@@ -32,9 +32,8 @@ pub fn solve(a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
         ))
     };
     for col in 0..n {
-        let pivot = (col..n)
-            .max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs()))
-            .ok_or_else(singular)?;
+        let pivot =
+            (col..n).max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs())).ok_or_else(singular)?;
         let p = m[pivot * n + col];
         if p == 0.0 || !p.is_finite() {
             return Err(singular());

@@ -109,14 +109,21 @@ pub enum MultistepWeights {
 /// (`j = 0`) and the newest `m - 1` entries of `hist`, `m = min(order, hist.len() + 1)`.
 /// [`MultistepWeights::Uniform`] gives the Adams-Bashforth weights `b_j`; on a zero-length step
 /// (`ds = 0`, a no-op) both kinds return them.
-pub(crate) fn ksigma_weights(from: &Point, to: &Point, hist: &History, order: usize, kind: MultistepWeights) -> Result<(f64, Vec<f64>)> {
+pub(crate) fn ksigma_weights(
+    from: &Point,
+    to: &Point,
+    hist: &History,
+    order: usize,
+    kind: MultistepWeights,
+) -> Result<(f64, Vec<f64>)> {
     let m = order.min(hist.len() + 1).max(1);
     let (s0, s1) = (from.ksigma(), to.ksigma());
     let ds = s1 - s0;
     if kind == MultistepWeights::Uniform || ds == 0.0 {
         return Ok((ds, adams_bashforth(m).to_vec()));
     }
-    let nodes: Vec<f64> = std::iter::once(s0).chain((0..m - 1).filter_map(|k| hist.get(k).map(|(p, _)| p.ksigma()))).collect();
+    let nodes: Vec<f64> =
+        std::iter::once(s0).chain((0..m - 1).filter_map(|k| hist.get(k).map(|(p, _)| p.ksigma()))).collect();
     Ok((ds, lagrange_integrals(&nodes, s0, s1)?.into_iter().map(|w| w / ds).collect()))
 }
 
@@ -173,7 +180,8 @@ mod tests {
         let w = lagrange_integrals(&nodes, a, b).unwrap();
         for deg in 0..4 {
             let p = |s: f64| (0..=deg).map(|i| (i as f64 + 1.5) * s.powi(i)).sum::<f64>();
-            let exact: f64 = (0..=deg).map(|i| (i as f64 + 1.5) * (b.powi(i + 1) - a.powi(i + 1)) / (i + 1) as f64).sum();
+            let exact: f64 =
+                (0..=deg).map(|i| (i as f64 + 1.5) * (b.powi(i + 1) - a.powi(i + 1)) / (i + 1) as f64).sum();
             let got: f64 = w.iter().zip(nodes).map(|(w, n)| w * p(n)).sum();
             assert!((got - exact).abs() < 1e-12 * exact.abs().max(1.0), "degree {deg}: {got} vs {exact}");
         }

@@ -68,10 +68,7 @@ impl OrderPolicy {
 
     pub(crate) fn validate(&self, max_order: usize, solver: &str) -> crate::Result<()> {
         if self.order == 0 || self.order > max_order {
-            return crate::error::config_err(format!(
-                "{solver} supports orders 1..={max_order}, got {}",
-                self.order
-            ));
+            return crate::error::config_err(format!("{solver} supports orders 1..={max_order}, got {}", self.order));
         }
         Ok(())
     }

@@ -53,7 +53,13 @@ pub struct DiscreteVp {
 impl std::fmt::Debug for DiscreteVp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let a = &self.alphas_cumprod;
-        write!(f, "DiscreteVp {{ train_timesteps: {}, alphas_cumprod: [{:.6e} .. {:.6e}] }}", a.len(), a[0], a[a.len() - 1])
+        write!(
+            f,
+            "DiscreteVp {{ train_timesteps: {}, alphas_cumprod: [{:.6e} .. {:.6e}] }}",
+            a.len(),
+            a[0],
+            a[a.len() - 1]
+        )
     }
 }
 

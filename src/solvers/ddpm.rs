@@ -125,7 +125,9 @@ impl Solver for Ddpm {
             )));
         }
         if !grid.is_denoising() {
-            return config_err("DDPM is stochastic and cannot run on an inversion grid: invert with a deterministic solver");
+            return config_err(
+                "DDPM is stochastic and cannot run on an inversion grid: invert with a deterministic solver",
+            );
         }
         Ok(DdpmState { noise: Box::new(SeededNoise::new(self.seed)) })
     }

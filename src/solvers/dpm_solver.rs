@@ -85,12 +85,22 @@ pub struct DpmSolverMultistep {
 impl DpmSolverMultistep {
     /// DPM-Solver++ of `order` (1-3), full order to the end.
     pub fn pp(order: usize) -> DpmSolverMultistep {
-        DpmSolverMultistep { algorithm: Algorithm::DpmSolverPP, policy: OrderPolicy::fixed(order), solver_type: SolverType::Midpoint, third_order: ThirdOrder::Taylor }
+        DpmSolverMultistep {
+            algorithm: Algorithm::DpmSolverPP,
+            policy: OrderPolicy::fixed(order),
+            solver_type: SolverType::Midpoint,
+            third_order: ThirdOrder::Taylor,
+        }
     }
 
     /// DPM-Solver (noise prediction) of `order` (1-3), full order to the end.
     pub fn noise(order: usize) -> DpmSolverMultistep {
-        DpmSolverMultistep { algorithm: Algorithm::DpmSolver, policy: OrderPolicy::fixed(order), solver_type: SolverType::Midpoint, third_order: ThirdOrder::Taylor }
+        DpmSolverMultistep {
+            algorithm: Algorithm::DpmSolver,
+            policy: OrderPolicy::fixed(order),
+            solver_type: SolverType::Midpoint,
+            third_order: ThirdOrder::Taylor,
+        }
     }
 
     /// diffusers' `DPMSolverMultistepScheduler` defaults: DPM-Solver++(2M), midpoint, lower order

@@ -59,12 +59,20 @@ pub struct DpmSolverSinglestep {
 impl DpmSolverSinglestep {
     /// DPM-Solver++ singlestep of `order` (1-3), full groups to the end.
     pub fn pp(order: usize) -> DpmSolverSinglestep {
-        DpmSolverSinglestep { algorithm: Algorithm::DpmSolverPP, policy: OrderPolicy::fixed(order), solver_type: SolverType::Midpoint }
+        DpmSolverSinglestep {
+            algorithm: Algorithm::DpmSolverPP,
+            policy: OrderPolicy::fixed(order),
+            solver_type: SolverType::Midpoint,
+        }
     }
 
     /// DPM-Solver (noise prediction) singlestep of `order` (1-3), full groups to the end.
     pub fn noise(order: usize) -> DpmSolverSinglestep {
-        DpmSolverSinglestep { algorithm: Algorithm::DpmSolver, policy: OrderPolicy::fixed(order), solver_type: SolverType::Midpoint }
+        DpmSolverSinglestep {
+            algorithm: Algorithm::DpmSolver,
+            policy: OrderPolicy::fixed(order),
+            solver_type: SolverType::Midpoint,
+        }
     }
 
     /// diffusers' `DPMSolverSinglestepScheduler` defaults: DPM-Solver++(2S), midpoint,

@@ -117,7 +117,7 @@ impl Solver for EulerAncestral {
         let w = -(-2.0 * h).exp_m1(); // 1 - r^2
         let up2 = (self.eta * self.eta * w).clamp(0.0, 1.0); // u^2
         let m = (1.0 - up2).sqrt(); // s_down / s_to
-        // 1 - r m = (1 - r) + r (1 - m), written without cancellation
+                                    // 1 - r m = (1 - r) + r (1 - m), written without cancellation
         let c_x0 = if m == 0.0 { 1.0 } else { -(-h).exp_m1() + r * up2 / (1.0 + m) };
         let c_x = to.sigma / from.sigma * m;
         let c_z = self.s_noise * to.sigma * up2.sqrt();

@@ -71,7 +71,9 @@ impl Solver for Heun {
         let seed = match self.churn {
             Some(c) => {
                 if !(c.s_churn >= 0.0 && c.s_noise >= 0.0 && c.s_tmin <= c.s_tmax) {
-                    return config_err(format!("invalid churn settings {c:?}: need s_churn, s_noise >= 0, s_tmin <= s_tmax"));
+                    return config_err(format!(
+                        "invalid churn settings {c:?}: need s_churn, s_noise >= 0, s_tmin <= s_tmax"
+                    ));
                 }
                 c.seed
             }

@@ -16,18 +16,18 @@ mod sde_dpm_solver;
 mod unipc;
 
 pub use ddim::{Ddim, DdimState};
-pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
-pub use euler::Euler;
-pub use heun::{Churn, Heun, HeunState};
-pub use deis::Deis;
-pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
-pub use sde_dpm_solver::{SdeDpmSolverPP, SdeState};
-pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
 pub use ddpm::{Ddpm, DdpmState, DdpmVariance, FinalNoise};
+pub use deis::Deis;
+pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
+pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
+pub use euler::Euler;
 pub use euler_ancestral::{EulerAncestral, EulerAncestralState};
+pub use heun::{Churn, Heun, HeunState};
 pub use ipndm::{Ipndm, ZeroAlphaStart};
 pub use lms::Lms;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
+pub use sde_dpm_solver::{SdeDpmSolverPP, SdeState};
+pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
 
 use candle_core::Tensor;
 

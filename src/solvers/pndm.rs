@@ -141,13 +141,18 @@ impl Pndm {
     /// at `sigma = 0` if `set_alpha_to_one`, else at the table's first entry (time 0). When the last
     /// timestep is already 0 (`steps_offset = 0` without `set_alpha_to_one`), diffusers' final step
     /// is a no-op that still calls the network once; this grid leaves it out.
-    pub fn diffusers_grid(schedule: &dyn Scheduler, steps: usize, steps_offset: usize, set_alpha_to_one: bool) -> Result<Grid> {
+    pub fn diffusers_grid(
+        schedule: &dyn Scheduler,
+        steps: usize,
+        steps_offset: usize,
+        set_alpha_to_one: bool,
+    ) -> Result<Grid> {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
-        let n_train = schedule.train_timesteps().ok_or_else(|| {
-            Error::Unsupported("PNDM's diffusers grid needs a discrete schedule (DiscreteVp)".into())
-        })?;
+        let n_train = schedule
+            .train_timesteps()
+            .ok_or_else(|| Error::Unsupported("PNDM's diffusers grid needs a discrete schedule (DiscreteVp)".into()))?;
         let ratio = n_train / steps;
         if ratio == 0 {
             return Err(Error::TooManySteps { steps, max: n_train });
@@ -159,7 +164,8 @@ impl Pndm {
                 n_train - 1
             )));
         }
-        let mut points: Vec<Point> = (0..steps).map(|i| schedule.point(((steps - 1 - i) * ratio + steps_offset) as f64)).collect();
+        let mut points: Vec<Point> =
+            (0..steps).map(|i| schedule.point(((steps - 1 - i) * ratio + steps_offset) as f64)).collect();
         if set_alpha_to_one {
             points.push(schedule.clean_point());
         } else if steps_offset > 0 {
@@ -257,7 +263,14 @@ impl Pndm {
 
     /// The DDIM transfer `T(x, from -> to, e)` of the combination `e = sum_k c_k o_k` of outputs
     /// of [`Pndm::eval`] (raw outputs are converted at `(x, from)` after combining).
-    fn transfer(&self, model: &Model, from: &Point, to: &Point, x: &Tensor, outputs: &[(f64, &Tensor)]) -> Result<Tensor> {
+    fn transfer(
+        &self,
+        model: &Model,
+        from: &Point,
+        to: &Point,
+        x: &Tensor,
+        outputs: &[(f64, &Tensor)],
+    ) -> Result<Tensor> {
         let w = weights(Form::Noise, from, to);
         match self.combine {
             PndmCombine::Noise => {

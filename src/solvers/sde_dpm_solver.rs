@@ -28,7 +28,7 @@
 
 use candle_core::Tensor;
 
-use super::{SolverType, ThirdOrder, Solver};
+use super::{Solver, SolverType, ThirdOrder};
 use crate::error::{config_err, Error, Result};
 use crate::grid::{Grid, Step};
 use crate::math::expint::multistep_weights;

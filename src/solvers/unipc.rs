@@ -135,7 +135,15 @@ impl UniPc {
     /// The update `x_to = c_x x + c0 m0 + sum_i g_i D1_i` from `x` at `from` with output `m0` and
     /// the difference nodes `(point, output)`: `g` from the moment conditions, or with `fixed` (a
     /// single node) UniPC's fixed `rho = 1/2`, `g = B(h)/2` scaled.
-    fn update(&self, x: &Tensor, from: &Point, to: &Point, m0: &Tensor, nodes: &[(&Point, &Tensor)], fixed: bool) -> Result<Tensor> {
+    fn update(
+        &self,
+        x: &Tensor,
+        from: &Point,
+        to: &Point,
+        m0: &Tensor,
+        nodes: &[(&Point, &Tensor)],
+        fixed: bool,
+    ) -> Result<Tensor> {
         let form = self.form;
         let w = weights(form, from, to);
         let mut terms: Vec<(f64, &Tensor)> = vec![(w.c_x, x), (w.c[0], m0)];
@@ -225,7 +233,8 @@ impl Solver for UniPc {
         let x = match state.pending.take() {
             Some(p) if self.corrector.after(p.index) && p.index + 1 == step.index => {
                 let hist = &state.history;
-                let (s, m_s) = hist.newest().ok_or_else(|| Error::InvalidConfig("UniPC state lost its history".into()))?;
+                let (s, m_s) =
+                    hist.newest().ok_or_else(|| Error::InvalidConfig("UniPC state lost its history".into()))?;
                 let mut nodes: Vec<(&Point, &Tensor)> = (1..p.order).filter_map(|i| hist.get(i)).collect();
                 nodes.push((from, &m_t));
                 corrected = self.update(&p.x, s, from, m_s, &nodes, p.order == 1)?;

@@ -3,7 +3,9 @@
 
 use candle_core::{Device, Tensor};
 use diffusion_samplers::testing::GaussianMixture;
-use diffusion_samplers::{sample, ContinuousVp, DiscreteVp, End, Grid, Model, Prediction, Scheduler, SeededNoise, Solver, Spacing};
+use diffusion_samplers::{
+    sample, ContinuousVp, DiscreteVp, End, Grid, Model, Prediction, Scheduler, SeededNoise, Solver, Spacing,
+};
 
 /// Step counts of the convergence-order measurements.
 pub const NS: [usize; 4] = [20, 40, 80, 160];
@@ -24,7 +26,11 @@ pub fn order_problem() -> GaussianMixture {
 /// RMS errors against the exact ODE endpoint of `solver` at `NS` steps on uniform-lambda grids
 /// ending at the schedule's smallest time, per schedule. With `nfe_per_step`, also checks the
 /// exact evaluation count.
-pub fn convergence_errors<S: Solver>(solver: &S, prediction: Prediction, nfe_per_step: Option<usize>) -> Vec<(&'static str, Vec<f64>)> {
+pub fn convergence_errors<S: Solver>(
+    solver: &S,
+    prediction: Prediction,
+    nfe_per_step: Option<usize>,
+) -> Vec<(&'static str, Vec<f64>)> {
     let gm = order_problem();
     let x_t = noise(16, 4, 5);
     let mut out = vec![];
@@ -53,11 +59,30 @@ pub fn noise(n: usize, d: usize, seed: u64) -> Tensor {
 }
 
 pub fn rms(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).unwrap().sqr().unwrap().mean_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap().sqrt()
+    (a - b)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .sqrt()
 }
 
 pub fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// Least-squares slope of ln(err) against ln(n), negated (the convergence order).
