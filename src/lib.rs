@@ -47,7 +47,7 @@ pub use error::{Error, Result};
 pub use grid::{End, Grid, Spacing, Step};
 pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
-pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Model, Prediction};
+pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Linear, Model, Prediction};
 pub use noise::{NoiseSource, SeededNoise};
 pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};

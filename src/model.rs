@@ -210,6 +210,31 @@ impl<'a> Model<'a> {
         Ok((x0, eps))
     }
 
+    /// The data prediction at `point` as `c_x x + c_out out`, without materialising it: a solver
+    /// folds the conversion into its own update and touches memory once instead of twice. With a
+    /// data transform `out` is the transformed `x0` (`c_x = 0`, `c_out = 1`). One evaluation.
+    pub fn data_linear(&mut self, x: &Tensor, point: &Point) -> Result<Linear> {
+        let raw = self.raw(x, point)?;
+        if self.transform != DataTransform::None {
+            return Ok(Linear::of(self.transform_data(self.raw_to_data(x, &raw, point)?)?));
+        }
+        let (c_x, c_out) = self.data_coefficients(point)?;
+        Ok(Linear { c_x, c_out, out: raw })
+    }
+
+    /// [`Model::data_and_noise`] as linear forms in `x` and the network output (see
+    /// [`Model::data_linear`]): `x0` after the data transform, `eps` the network's own estimate.
+    pub fn data_and_noise_linear(&mut self, x: &Tensor, point: &Point) -> Result<(Linear, Linear)> {
+        let raw = self.raw(x, point)?;
+        let (e_x, e_out) = self.noise_coefficients(point)?;
+        let eps = Linear { c_x: e_x, c_out: e_out, out: raw.clone() };
+        if self.transform != DataTransform::None {
+            return Ok((Linear::of(self.transform_data(self.raw_to_data(x, &raw, point)?)?), eps));
+        }
+        let (c_x, c_out) = self.data_coefficients(point)?;
+        Ok((Linear { c_x, c_out, out: raw }, eps))
+    }
+
     /// The noise prediction at `point` for the sample `x` from a raw network output (or a
     /// combination of raw outputs) without calling the network; no data transform is applied.
     /// diffusers' `PNDMScheduler` converts its combined outputs this way (see
@@ -219,8 +244,19 @@ impl<'a> Model<'a> {
     }
 
     fn raw_to_data(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {
+        let (c_x, c_out) = self.data_coefficients(p)?;
+        lincomb(&[(c_x, x), (c_out, raw)])
+    }
+
+    fn raw_to_noise(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {
+        let (c_x, c_out) = self.noise_coefficients(p)?;
+        lincomb(&[(c_x, x), (c_out, raw)])
+    }
+
+    /// `x0 = c_x x + c_out raw` for this prediction type at `p`.
+    fn data_coefficients(&self, p: &Point) -> Result<(f64, f64)> {
         let (a, s) = (p.alpha, p.sigma);
-        match self.prediction {
+        Ok(match self.prediction {
             Prediction::Epsilon => {
                 if a == 0.0 {
                     return Err(Error::Unsupported(
@@ -229,43 +265,45 @@ impl<'a> Model<'a> {
                             .into(),
                     ));
                 }
-                lincomb(&[(1.0 / a, x), (-s / a, raw)])
+                (1.0 / a, -s / a)
             }
-            Prediction::Sample => Ok(raw.clone()),
+            Prediction::Sample => (0.0, 1.0),
             Prediction::VPrediction => {
                 let n2 = a * a + s * s;
-                lincomb(&[(a / n2, x), (-s / n2, raw)])
+                (a / n2, -s / n2)
             }
             Prediction::Flow => {
                 let n = a + s;
-                lincomb(&[(1.0 / n, x), (-s / n, raw)])
+                (1.0 / n, -s / n)
             }
-        }
+        })
     }
 
-    fn raw_to_noise(&self, x: &Tensor, raw: &Tensor, p: &Point) -> Result<Tensor> {
+    /// `eps = c_x x + c_out raw` for this prediction type at `p`.
+    fn noise_coefficients(&self, p: &Point) -> Result<(f64, f64)> {
         let (a, s) = (p.alpha, p.sigma);
-        match self.prediction {
-            Prediction::Epsilon => Ok(raw.clone()),
-            Prediction::Sample => self.noise_from_data(x, raw, p),
+        Ok(match self.prediction {
+            Prediction::Epsilon => (0.0, 1.0),
+            Prediction::Sample => {
+                if s == 0.0 {
+                    return Err(noise_at_sigma_zero());
+                }
+                (1.0 / s, -a / s)
+            }
             Prediction::VPrediction => {
                 let n2 = a * a + s * s;
-                lincomb(&[(s / n2, x), (a / n2, raw)])
+                (s / n2, a / n2)
             }
             Prediction::Flow => {
                 let n = a + s;
-                lincomb(&[(1.0 / n, x), (a / n, raw)])
+                (1.0 / n, a / n)
             }
-        }
+        })
     }
 
     fn noise_from_data(&self, x: &Tensor, x0: &Tensor, p: &Point) -> Result<Tensor> {
         if p.sigma == 0.0 {
-            return Err(Error::Unsupported(
-                "a noise prediction at sigma = 0 is undefined for an x0-prediction model or with a data \
-                 transform: end the grid at sigma > 0"
-                    .into(),
-            ));
+            return Err(noise_at_sigma_zero());
         }
         lincomb(&[(1.0 / p.sigma, x), (-p.alpha / p.sigma, x0)])
     }
@@ -289,6 +327,14 @@ impl std::fmt::Debug for Model<'_> {
             .field("nfe", &self.nfe)
             .finish()
     }
+}
+
+fn noise_at_sigma_zero() -> Error {
+    Error::Unsupported(
+        "a noise prediction at sigma = 0 is undefined for an x0-prediction model or with a data transform: \
+         end the grid at sigma > 0"
+            .into(),
+    )
 }
 
 type TensorMeta<'a> = (&'a candle_core::Shape, DType, candle_core::DeviceLocation);
@@ -329,6 +375,30 @@ fn dynamic_threshold(x0: &Tensor, d: DynamicThresholding) -> Result<Tensor> {
     let s = lincomb(&[(1.0 - frac, &q_lo), (frac, &q_hi)])?.clamp(1.0, d.max_value)?;
     let clamped = flat.broadcast_minimum(&s)?.broadcast_maximum(&s.neg()?)?;
     Ok(clamped.broadcast_div(&s)?.reshape(dims)?)
+}
+
+/// A prediction written as `c_x * x + c_out * out` for the sample `x` it was made at (see
+/// [`Model::data_linear`]).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// Weight of the sample the prediction was made at.
+    pub c_x: f64,
+    /// Weight of `out`.
+    pub c_out: f64,
+    /// The network output (or an already materialised prediction).
+    pub out: Tensor,
+}
+
+impl Linear {
+    /// A materialised prediction (`0 x + 1 t`).
+    pub fn of(t: Tensor) -> Linear {
+        Linear { c_x: 0.0, c_out: 1.0, out: t }
+    }
+
+    /// The prediction as a tensor, for the sample `x` it was made at.
+    pub fn materialize(&self, x: &Tensor) -> Result<Tensor> {
+        lincomb(&[(self.c_x, x), (self.c_out, &self.out)])
+    }
 }
 
 /// Classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598) around a conditional network:

@@ -311,3 +311,23 @@ fn prediction_types_agree_on_the_exact_denoiser() {
         }
     }
 }
+
+#[test]
+fn linear_forms_equal_the_materialised_predictions() {
+    let s = sched();
+    let gm = GaussianMixture::example(3, 2, 4).unwrap();
+    let x = noise(5, 3, 8);
+    let p = s.point(420.0);
+    for pred in [Prediction::Epsilon, Prediction::Sample, Prediction::VPrediction, Prediction::Flow] {
+        for transform in [DataTransform::None, DataTransform::Clip { range: 0.3 }] {
+            let mut model = Model::new(gm.denoiser(&s, pred), &s, pred).with_data_transform(transform).unwrap();
+            let (x0, eps) = model.data_and_noise(&x, &p).unwrap();
+            let (lx0, leps) = model.data_and_noise_linear(&x, &p).unwrap();
+            let d = model.data_linear(&x, &p).unwrap();
+            assert_eq!(model.nfe(), 3);
+            assert!(max_abs(&lx0.materialize(&x).unwrap(), &x0) < 1e-15, "{pred:?} {transform:?}");
+            assert!(max_abs(&leps.materialize(&x).unwrap(), &eps) < 1e-15, "{pred:?} {transform:?}");
+            assert!(max_abs(&d.materialize(&x).unwrap(), &x0) < 1e-15, "{pred:?} {transform:?}");
+        }
+    }
+}

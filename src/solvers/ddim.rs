@@ -64,13 +64,22 @@ impl Solver for Ddim {
 
     fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut DdimState) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let (x0, eps) = model.data_and_noise(x, from)?;
+        // x0 and eps are linear in (x, network output): the update is one pass over memory
+        let (x0, eps) = model.data_and_noise_linear(x, from)?;
         let s = if self.eta > 0.0 { self.eta * to.sigma * (-(-2.0 * step.h()).exp_m1()).max(0.0).sqrt() } else { 0.0 };
         let c_eps = (to.sigma * to.sigma - s * s).max(0.0).sqrt();
+        let c_x = to.alpha * x0.c_x + c_eps * eps.c_x;
+        let mut terms = vec![(c_x, x)];
+        if x0.out.id() == eps.out.id() {
+            terms.push((to.alpha * x0.c_out + c_eps * eps.c_out, &x0.out));
+        } else {
+            terms.extend([(to.alpha * x0.c_out, &x0.out), (c_eps * eps.c_out, &eps.out)]);
+        }
         if s == 0.0 {
-            return lincomb(&[(to.alpha, &x0), (c_eps, &eps)]);
+            return lincomb(&terms);
         }
         let z = state.noise.noise_like(x)?;
-        lincomb(&[(to.alpha, &x0), (c_eps, &eps), (s, &z)])
+        terms.push((s, &z));
+        lincomb(&terms)
     }
 }

@@ -30,8 +30,10 @@ impl Solver for Euler {
 
     fn step(&self, model: &mut Model, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let d0 = model.data(x, from)?;
+        // x0 = d0.c_x x + d0.c_out out, folded into the update: one pass over memory
+        let d0 = model.data_linear(x, from)?;
         let ratio = to.ksigma() / from.ksigma(); // 0 when starting from alpha = 0
-        lincomb(&[(to.sigma / from.sigma, x), (to.alpha * (1.0 - ratio), &d0)])
+        let c_d = to.alpha * (1.0 - ratio);
+        lincomb(&[(to.sigma / from.sigma + c_d * d0.c_x, x), (c_d * d0.c_out, &d0.out)])
     }
 }
