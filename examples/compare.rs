@@ -1,0 +1,157 @@
+//! Compare solvers at equal network-evaluation budgets on the bundled MNIST UNet: one set of
+//! initial noises, rows = solvers, columns = NFE 5 / 10 / 20 / reference, one PNG, and each
+//! cell's RMSE against the reference printed as a table.
+//!
+//! ```text
+//! cargo run --release --features unet --example compare
+//! cargo run --release --features unet --example compare -- --rows dpm2m:lambda,dpm2m:karras,dpm2m:quadratic --n 32
+//! ```
+//!
+//! The reference is a 500-step DPM-Solver++(3M) solve on a uniform-logSNR grid from the same
+//! noise (its own error is far below every cell's). Each solver runs on its customary grid
+//! (DDIM: diffusers' `trailing` timesteps; Euler, Heun: Karras sigmas; the exponential
+//! integrators: uniform logSNR) unless a row names one as `solver:spacing`. Every grid starts at
+//! `t = 999` and ends at the clean point, so all rows solve the same ODE. Heun spends 2
+//! evaluations per step (1 on the last), so it gets the largest step count within the budget.
+
+mod unet_common;
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use diffusion_samplers::{Model, Prediction, Spacing};
+use unet_common::*;
+
+const USAGE: &str = "\
+usage: compare [--rows LIST] [--nfe LIST] [--n N] [--show K] [--seed N] [--ref-steps N] [--out FILE.png] [--model DIR]
+  --rows       comma-separated solver[:spacing] (default ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3)
+  --nfe        comma-separated evaluation budgets (default 5,10,20)
+  --n          samples per cell used for the RMSE (default 16)   --show  samples drawn per cell (default 4)
+  --ref-steps  steps of the DPM-Solver++(3M) reference (default 500)
+  --out        PNG path (default compare.png)";
+
+fn main() -> AnyResult<()> {
+    let args = Args::parse(USAGE);
+    let rows: Vec<(SolverName, Spacing)> = args
+        .str("rows", "ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3")
+        .split(',')
+        .map(|r| -> AnyResult<(SolverName, Spacing)> {
+            let mut it = r.splitn(2, ':');
+            let solver = SolverName::parse(it.next().unwrap_or(""))?;
+            let spacing = match it.next() {
+                Some(s) => parse_spacing(s)?,
+                None => solver.default_spacing(&Spacing::UniformLambda),
+            };
+            Ok((solver, spacing))
+        })
+        .collect::<AnyResult<_>>()?;
+    let budgets: Vec<usize> = args
+        .str("nfe", "5,10,20")
+        .split(',')
+        .map(|s| s.parse().map_err(|_| format!("--nfe: {s:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    let n: usize = args.num("n", 16)?;
+    let show: usize = args.num("show", 4)?.clamp(1, n.max(1));
+    let seed: u64 = args.num("seed", 0)?;
+    let ref_steps: usize = args.num("ref-steps", 500)?;
+    let out = args.str("out", "compare.png");
+    if n == 0 || budgets.contains(&0) {
+        return Err("--n and every --nfe must be at least 1".into());
+    }
+
+    let dir = model_dir(&args);
+    let (unet, schedule) = load(&dir)?;
+    let x_t = noise(n, 1, 32, 32, seed)?;
+
+    // the reference
+    let t0 = Instant::now();
+    let bar = Bar::new(ref_steps as u64, "reference (3M)");
+    let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+    let reference =
+        run(SolverName::Dpm3m, &mut model, &grid(&schedule, &Spacing::UniformLambda, ref_steps)?, &x_t, |p| {
+            bar.set(p.step as u64)
+        })?;
+    bar.done();
+    println!(
+        "reference: DPM-Solver++(3M), {ref_steps} steps on a uniform-logSNR grid, {} NFE, {:.1} s",
+        model.nfe(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // the cells
+    let mut cells: Vec<Vec<Tensor>> = Vec::new();
+    let mut table = Vec::new();
+    let total: usize = rows.len() * budgets.iter().sum::<usize>();
+    let bar = Bar::new(total as u64, "solvers");
+    let mut done = 0u64;
+    let t0 = Instant::now();
+    for (solver, spacing) in &rows {
+        let mut row_cells = Vec::new();
+        let mut errs = Vec::new();
+        for &nfe in &budgets {
+            let steps = solver.steps_for_nfe(nfe);
+            let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+            let y = run(*solver, &mut model, &grid(&schedule, spacing, steps)?, &x_t, |_| {})?;
+            done += nfe as u64;
+            bar.set(done);
+            errs.push((model.nfe(), rmse(&y, &reference)?));
+            row_cells.push(y.narrow(0, 0, show)?);
+        }
+        row_cells.push(reference.narrow(0, 0, show)?);
+        cells.push(row_cells);
+        table.push((format!("{} [{}]", label(*solver), spacing_name(spacing)), errs));
+    }
+    bar.done();
+    let secs = t0.elapsed().as_secs_f64();
+
+    // the table
+    print!("{:<30}", "RMSE vs reference");
+    for b in &budgets {
+        print!("{:>14}", format!("NFE {b}"));
+    }
+    println!();
+    for (name, errs) in &table {
+        print!("{name:<30}");
+        for (nfe, e) in errs {
+            print!("{:>14}", format!("{e:.4} ({nfe})"));
+        }
+        println!();
+    }
+    println!(
+        "RMSE on [-1, 1] pixels over {n} samples (seed {seed}); (k) = network evaluations actually used. \
+         {} solver runs in {secs:.1} s.",
+        rows.len() * budgets.len()
+    );
+
+    // the picture: one strip of `show` digits per cell, cells separated by wider gaps
+    let cell_imgs: Vec<Vec<image::GrayImage>> = cells
+        .iter()
+        .map(|row| row.iter().map(|c| tile(&images(c)?, show, 1, 40)).collect::<AnyResult<Vec<_>>>())
+        .collect::<AnyResult<_>>()?;
+    let (cw, ch) = (cell_imgs[0][0].width(), cell_imgs[0][0].height());
+    let gap = 8u32;
+    let ncol = cell_imgs[0].len() as u32;
+    let mut img = image::GrayImage::from_pixel(
+        ncol * (cw + gap) + gap,
+        cell_imgs.len() as u32 * (ch + gap) + gap,
+        image::Luma([255]),
+    );
+    for (r, row) in cell_imgs.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            image::imageops::replace(
+                &mut img,
+                cell,
+                (gap + c as u32 * (cw + gap)) as i64,
+                (gap + r as u32 * (ch + gap)) as i64,
+            );
+        }
+    }
+    img.save(&out)?;
+    let cols: Vec<String> = budgets.iter().map(|b| format!("NFE {b}")).chain(["reference".to_string()]).collect();
+    println!(
+        "{out}: rows {}; columns {}",
+        table.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" / "),
+        cols.join(" / ")
+    );
+    Ok(())
+}

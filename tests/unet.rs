@@ -1,0 +1,254 @@
+//! The Rust `UNet2DModel` against diffusers' (fixtures from tools/unet_fixtures.py), and its
+//! loader's typed errors. Needs `--features unet`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use diffusion_samplers::unet::{DownBlockType, UNet2DConfig, UNet2DModel};
+use diffusion_samplers::{sample, DiscreteVp, DpmSolverMultistep, End, Error, Grid, Model, Prediction, Spacing};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+fn io() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("unet_io.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+fn max_of(a: &Tensor) -> f64 {
+    a.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// Max-abs difference to diffusers over the fixture's timesteps; also returns the largest
+/// reference magnitude (so the tolerance is seen to be meaningful).
+fn parity(unet: &UNet2DModel, key: &str) -> (f64, f64) {
+    let io = io();
+    let x = &io[&format!("{key}.x")];
+    let ts = io[&format!("{key}.t")].to_vec1::<f64>().unwrap();
+    let (mut worst, mut scale) = (0f64, 0f64);
+    for (i, t) in ts.iter().enumerate() {
+        let want = &io[&format!("{key}.out{i}")];
+        let got = unet.forward(x, *t).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        assert_eq!(got.dtype(), DType::F32);
+        let err = max_abs(&got, want);
+        println!("{key} t={t}: max |rust - diffusers| = {err:.2e} (max |out| = {:.3})", max_of(want));
+        worst = worst.max(err);
+        scale = scale.max(max_of(want));
+    }
+    (worst, scale)
+}
+
+fn tiny(key: &str) -> UNet2DModel {
+    UNet2DModel::load(fixture(&format!("unet_tiny_{key}")), DType::F32, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn tiny_a_matches_diffusers_every_block_type() {
+    // DownBlock2D, AttnDownBlock2D, UNetMidBlock2D, AttnUpBlock2D, UpBlock2D; 2 layers, 4 heads
+    let (err, scale) = parity(&tiny("a"), "a");
+    assert!(err <= 1e-4 && scale > 0.5, "max abs {err:.2e}");
+}
+
+#[test]
+fn tiny_b_matches_diffusers_ddpm_options_and_legacy_names() {
+    // sin-cos order, freq_shift 1, downsample_padding 0, one head, scale_shift, resnet
+    // resamplers, mid scale sqrt(2), centred input, non-square input, legacy attention names
+    let unet = tiny("b");
+    let (err, scale) = parity(&unet, "b");
+    assert!(err <= 1e-4 && scale > 0.5, "max abs {err:.2e}");
+}
+
+#[test]
+fn tiny_c_matches_diffusers_without_mid_block() {
+    let (err, scale) = parity(&tiny("c"), "c");
+    assert!(err <= 1e-4 && scale > 0.5, "max abs {err:.2e}");
+}
+
+#[test]
+fn bundled_mnist_model_matches_diffusers() {
+    let unet = UNet2DModel::load(root().join("models/mnist-unet"), DType::F32, &Device::Cpu).unwrap();
+    let (err, scale) = parity(&unet, "mnist");
+    assert!(err <= 1e-4 && scale > 0.5, "max abs {err:.2e}");
+}
+
+#[test]
+fn forward_keeps_the_input_dtype_and_serves_as_a_denoiser() {
+    let unet = tiny("c");
+    let io = io();
+    let x = io["c.x"].to_dtype(DType::F64).unwrap();
+    let out = unet.forward(&x, 37.25).unwrap();
+    assert_eq!(out.dtype(), DType::F64);
+    assert!(max_abs(&out.to_dtype(DType::F32).unwrap(), &io["c.out1"]) <= 1e-4);
+
+    // inside the sampler: 5 steps of DPM-Solver++(2M) = 5 network evaluations
+    let unet = tiny("a");
+    let x = io["a.x"].to_dtype(DType::F64).unwrap();
+    let schedule = DiscreteVp::linear(1e-4, 0.02, 1000).unwrap();
+    let grid = Grid::new(&schedule, &Spacing::UniformLambda, 5, End::Clean).unwrap();
+    let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+    let out = sample(&DpmSolverMultistep::pp(2), &mut model, &grid, &x).unwrap();
+    assert_eq!(model.nfe(), 5);
+    assert_eq!(out.dims(), x.dims());
+    assert!(max_of(&out).is_finite());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: typed errors naming the file, field or tensor.
+// ---------------------------------------------------------------------------------------------
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffusion-samplers-unet-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config_a() -> String {
+    std::fs::read_to_string(fixture("unet_tiny_a/config.json")).unwrap()
+}
+
+fn weights_a() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("unet_tiny_a/diffusion_pytorch_model.safetensors"), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn missing_weights_file_is_a_model_file_error() {
+    let dir = scratch("missing");
+    std::fs::copy(fixture("unet_tiny_a/config.json"), dir.join("config.json")).unwrap();
+    let err = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap_err();
+    println!("{err}");
+    match &err {
+        Error::ModelFile { path, .. } => assert!(path.ends_with("diffusion_pytorch_model.safetensors")),
+        other => panic!("expected ModelFile, got {other:?}"),
+    }
+    // and no config at all
+    let err = UNet2DModel::load(scratch("empty"), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(&err, Error::ModelFile { path, .. } if path.ends_with("config.json")), "{err:?}");
+}
+
+#[test]
+fn a_pipeline_folder_with_a_unet_subfolder_loads() {
+    let dir = scratch("pipeline");
+    std::fs::create_dir_all(dir.join("unet")).unwrap();
+    for f in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        std::fs::copy(fixture("unet_tiny_c").join(f), dir.join("unet").join(f)).unwrap();
+    }
+    let unet = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    let io = io();
+    assert!(max_abs(&unet.forward(&io["c.x"], 0.0).unwrap(), &io["c.out0"]) <= 1e-4);
+}
+
+#[test]
+fn corrupt_weights_file_is_a_model_file_error() {
+    let dir = scratch("corrupt");
+    std::fs::copy(fixture("unet_tiny_a/config.json"), dir.join("config.json")).unwrap();
+    // a truncated copy of the real file: the header promises more bytes than there are
+    let bytes = std::fs::read(fixture("unet_tiny_a/diffusion_pytorch_model.safetensors")).unwrap();
+    std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap_err();
+    println!("{err}");
+    assert!(matches!(&err, Error::ModelFile { path, .. } if path.ends_with(".safetensors")), "{err:?}");
+    // random bytes
+    std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), b"not a safetensors file at all").unwrap();
+    let err = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::ModelFile { .. }), "{err:?}");
+    // a config that is not JSON
+    std::fs::write(dir.join("config.json"), "{ block_out_channels: ").unwrap();
+    let err = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::ModelConfig { .. }), "{err:?}");
+}
+
+#[test]
+fn unsupported_block_type_names_the_field() {
+    let json = config_a().replace("\"AttnDownBlock2D\"", "\"CrossAttnDownBlock2D\"");
+    let err = UNet2DConfig::from_json(&json).unwrap_err();
+    println!("{err}");
+    match &err {
+        Error::ModelConfig { field, reason } => {
+            assert_eq!(field, "down_block_types");
+            assert!(reason.contains("CrossAttnDownBlock2D"), "{reason}");
+        }
+        other => panic!("expected ModelConfig, got {other:?}"),
+    }
+    for (from, to, field) in [
+        ("\"UpBlock2D\"", "\"SkipUpBlock2D\"", "up_block_types"),
+        ("\"UNetMidBlock2D\"", "\"UNetMidBlock2DCrossAttn\"", "mid_block_type"),
+        ("\"silu\"", "\"gelu\"", "act_fn"),
+        ("\"positional\"", "\"fourier\"", "time_embedding_type"),
+        ("\"num_class_embeds\": null", "\"num_class_embeds\": 10", "num_class_embeds"),
+        ("\"layers_per_block\": 2", "\"layers_per_block\": -1", "layers_per_block"),
+    ] {
+        assert!(config_a().contains(from), "{from}");
+        let err = UNet2DConfig::from_json(&config_a().replace(from, to)).unwrap_err();
+        assert!(matches!(&err, Error::ModelConfig { field: f, .. } if f == field), "{to}: {err:?}");
+    }
+    // inconsistent lists
+    let mut c = UNet2DConfig::from_json(&config_a()).unwrap();
+    c.down_block_types.push(DownBlockType::DownBlock2D);
+    assert!(matches!(c.validate(), Err(Error::ModelConfig { field, .. }) if field == "down_block_types"));
+}
+
+#[test]
+fn weights_that_disagree_with_the_config_name_the_tensor() {
+    let config = UNet2DConfig::from_json(&config_a()).unwrap();
+    let dev = Device::Cpu;
+
+    // wrong shape
+    let mut w = weights_a();
+    w.insert("conv_in.weight".into(), Tensor::zeros((8, 3, 5, 5), DType::F32, &dev).unwrap());
+    let err = UNet2DModel::from_tensors(config.clone(), w, DType::F32, &dev).unwrap_err();
+    println!("{err}");
+    match &err {
+        Error::WeightShape { name, expected, got } => {
+            assert_eq!(name, "conv_in.weight");
+            assert_eq!(expected.dims(), &[8, 3, 3, 3]);
+            assert_eq!(got.dims(), &[8, 3, 5, 5]);
+        }
+        other => panic!("expected WeightShape, got {other:?}"),
+    }
+
+    // missing tensor
+    let mut w = weights_a();
+    w.remove("down_blocks.1.attentions.0.to_k.weight").unwrap();
+    let err = UNet2DModel::from_tensors(config.clone(), w, DType::F32, &dev).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(&err, Error::MissingWeight { name, .. } if name == "down_blocks.1.attentions.0.to_k.weight"),
+        "{err:?}"
+    );
+
+    // a config with more channels than the weights: the first tensor that disagrees is named
+    let wide = UNet2DConfig { block_out_channels: vec![8, 16, 32], ..config.clone() };
+    let err = UNet2DModel::from_tensors(wide, weights_a(), DType::F32, &dev).unwrap_err();
+    println!("{err}");
+    assert!(matches!(&err, Error::WeightShape { name, .. } if name.starts_with("down_blocks.2.")), "{err:?}");
+
+    // a config with fewer layers than the weights: the extra tensors are reported
+    let thin = UNet2DConfig { layers_per_block: 1, ..config };
+    let err = UNet2DModel::from_tensors(thin, weights_a(), DType::F32, &dev).unwrap_err();
+    println!("{err}");
+    assert!(matches!(&err, Error::WeightShape { .. } | Error::UnusedWeights { .. }), "{err:?}");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let unet = tiny("a");
+    let dev = Device::Cpu;
+    // 15 is not a multiple of the downsampling factor 4
+    let x = Tensor::zeros((1, 3, 15, 16), DType::F32, &dev).unwrap();
+    assert!(matches!(unet.forward(&x, 10.0), Err(Error::Unsupported(_))));
+    let x = Tensor::zeros((1, 2, 16, 16), DType::F32, &dev).unwrap();
+    assert!(matches!(unet.forward(&x, 10.0), Err(Error::Unsupported(_))));
+    let x = Tensor::zeros((1, 3, 16, 16), DType::F32, &dev).unwrap();
+    assert!(matches!(unet.forward(&x, f64::NAN), Err(Error::Unsupported(_))));
+}
