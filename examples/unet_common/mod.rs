@@ -136,7 +136,7 @@ impl SolverName {
 
     /// The grid each solver is customarily run on: DDIM on diffusers' `trailing` timesteps
     /// (Lin et al. 2023), Euler and Heun on Karras' sigmas (EDM), the exponential integrators
-    /// on `spacing` (the measured choice, see models/mnist-unet/README.md).
+    /// on `multistep` (the measured choice, see models/mnist-unet/README.md).
     pub fn default_spacing(self, multistep: &Spacing) -> Spacing {
         match self {
             SolverName::Ddim => Spacing::Trailing,
@@ -205,8 +205,9 @@ impl Bar {
 }
 
 /// The multistep solvers of order `p` with diffusers' lower-order-final policy (the last steps
-/// of grids under 15 steps drop to first/second order): without it, third-order steps of
-/// h > 2 blow up (measured: DPM-Solver++(3M) at 5 NFE, RMSE 1.5-4.7 vs 0.3-0.6 with it).
+/// of grids under 15 steps drop to first/second order). Without it, third-order steps with
+/// large h overshoot: DPM-Solver++(3M) at 5 NFE on the MNIST model, RMSE vs the reference
+/// 1.29 (uniform logSNR) / 0.43 (time-quadratic) with full order to the end, 0.88 / 0.32 with it.
 pub fn dpm(p: usize) -> DpmSolverMultistep {
     DpmSolverMultistep { policy: OrderPolicy::diffusers(p), ..DpmSolverMultistep::pp(p) }
 }

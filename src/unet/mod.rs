@@ -26,7 +26,7 @@
 //! let device = Device::Cpu;
 //! let unet = UNet2DModel::load("models/mnist-unet", DType::F32, &device)?;
 //! let schedule = DiscreteVp::linear(1e-4, 0.02, 1000)?;
-//! let grid = Grid::new(&schedule, &Spacing::UniformLambda, 10, End::Clean)?;
+//! let grid = Grid::new(&schedule, &Spacing::TimeQuadratic, 10, End::Clean)?;
 //! let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
 //! let noise = Tensor::randn(0f32, 1.0, (16, 1, 32, 32), &device)?;
 //! let digits = sample(&DpmSolverMultistep::pp(2), &mut model, &grid, &noise)?; // in [-1, 1]
