@@ -51,7 +51,9 @@ pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThreshol
 pub use noise::{NoiseSource, SeededNoise};
 pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};
-pub use schedule::{BetaSchedule, ContinuousVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler};
+pub use schedule::{
+    BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
+};
 pub use solvers::{
     Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
 };

@@ -213,69 +213,31 @@ trait Elem: Copy {
     fn store(a: Self::Acc) -> Self;
 }
 
-impl Elem for f32 {
-    type Acc = f32;
-    #[inline(always)]
-    fn coef(c: f64) -> f32 {
-        c as f32
-    }
-    #[inline(always)]
-    fn load(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn store(a: f32) -> f32 {
-        a
-    }
+/// `Elem` for a type that accumulates in `$acc`, converting with `$load` / `$store`.
+macro_rules! elem {
+    ($t:ty, $acc:ty, $load:expr, $store:expr) => {
+        impl Elem for $t {
+            type Acc = $acc;
+            #[inline(always)]
+            fn coef(c: f64) -> $acc {
+                c as $acc
+            }
+            #[inline(always)]
+            fn load(self) -> $acc {
+                $load(self)
+            }
+            #[inline(always)]
+            fn store(a: $acc) -> $t {
+                $store(a)
+            }
+        }
+    };
 }
 
-impl Elem for f64 {
-    type Acc = f64;
-    #[inline(always)]
-    fn coef(c: f64) -> f64 {
-        c
-    }
-    #[inline(always)]
-    fn load(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn store(a: f64) -> f64 {
-        a
-    }
-}
-
-impl Elem for f16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn coef(c: f64) -> f32 {
-        c as f32
-    }
-    #[inline(always)]
-    fn load(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn store(a: f32) -> f16 {
-        f16::from_f32(a)
-    }
-}
-
-impl Elem for bf16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn coef(c: f64) -> f32 {
-        c as f32
-    }
-    #[inline(always)]
-    fn load(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn store(a: f32) -> bf16 {
-        bf16::from_f32(a)
-    }
-}
+elem!(f32, f32, |x| x, |a| a);
+elem!(f64, f64, |x| x, |a| a);
+elem!(f16, f32, f16::to_f32, f16::from_f32);
+elem!(bf16, f32, bf16::to_f32, bf16::from_f32);
 
 /// `out[j] = ((c0 x0[j] + c1 x1[j]) + c2 x2[j]) + ...` for `1 <= xs.len() <= MAX_FUSED` slices
 /// of one length. Up to four terms each output element is one expression (registers only);

@@ -285,40 +285,13 @@ fn inversion_round_trip() {
     }
 }
 
-/// A test-only schedule: the cosine (v-diffusion) schedule diffusers' IPNDMScheduler assumes,
-/// `alpha = cos(pi t / 2)`, `sigma = sin(pi t / 2)`, model time `t`.
-#[derive(Debug)]
-struct Cosine;
-
-impl Scheduler for Cosine {
-    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
-        let a = std::f64::consts::FRAC_PI_2 * t;
-        (a.cos(), a.sin())
-    }
-    fn t_of_lambda(&self, lambda: f64) -> f64 {
-        (-lambda).exp().atan() / std::f64::consts::FRAC_PI_2
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (1e-3, 1.0)
-    }
-    fn model_time(&self, t: f64) -> f64 {
-        t
-    }
-    fn t_of_model_time(&self, model_time: f64) -> f64 {
-        model_time
-    }
-    fn clean_point(&self) -> Point {
-        Point::clean(0.0)
-    }
-}
-
 #[test]
 fn ipndm_start_from_pure_noise() {
     // diffusers' IPNDMScheduler grid starts at alpha = 0; its clamped first step predicts x0 = 0,
     // an error alpha_1 E[x0] ~ 1/n that makes the run first order; the model's own data
     // prediction keeps the fixed-weight method's second order
     let gm = gm();
-    let s = Cosine;
+    let s = CosineVp::default();
     let x = noise(16, 4, 8);
     let mut slopes = vec![];
     for start in [ZeroAlphaStart::DataPrediction, ZeroAlphaStart::DiffusersClamp] {

@@ -27,33 +27,6 @@ fn vec1(fx: &Fixture, key: &str) -> Vec<f64> {
     fx.tensors[key].flatten_all().unwrap().to_vec1::<f64>().unwrap()
 }
 
-/// The cosine (v-diffusion) schedule of diffusers' IPNDMScheduler: `alpha = cos(pi t/2)`,
-/// `sigma = sin(pi t/2)`, model time `t`.
-#[derive(Debug)]
-struct Cosine;
-
-impl Scheduler for Cosine {
-    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
-        let a = std::f64::consts::FRAC_PI_2 * t;
-        (a.cos(), a.sin())
-    }
-    fn t_of_lambda(&self, lambda: f64) -> f64 {
-        (-lambda).exp().atan() / std::f64::consts::FRAC_PI_2
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (1e-3, 1.0)
-    }
-    fn model_time(&self, t: f64) -> f64 {
-        t
-    }
-    fn t_of_model_time(&self, model_time: f64) -> f64 {
-        model_time
-    }
-    fn clean_point(&self) -> Point {
-        Point::clean(0.0)
-    }
-}
-
 /// Euler-type grids (LMS, Euler-ancestral) with `timestep_spacing = "linspace"`: timesteps
 /// `linspace(0, 999, n)` in float32, sigmas `np.interp` of the float32 sigma table (linear in
 /// sigma) cast to float32, then 0.
@@ -109,7 +82,7 @@ fn run(fx: &Fixture, case: &Value) -> Run {
         draws.get(i).cloned().ok_or_else(|| candle_core::Error::Msg(format!("diffusers drew only {} noise tensors", i)))
     };
     if class == "IPNDMScheduler" {
-        let s = Cosine;
+        let s = CosineVp::default();
         let mut inner = fx.gm.denoiser(&s, Prediction::VPrediction);
         let denoiser = move |x: &Tensor, t: f64| {
             log.borrow_mut().push(t);

@@ -11,7 +11,7 @@ mod vp;
 
 pub use flow::RectifiedFlow;
 pub use ve::{Edm, EdmModelTime};
-pub use vp::{BetaSchedule, ContinuousVp, DiscreteVp};
+pub use vp::{BetaSchedule, ContinuousVp, CosineVp, DiscreteVp};
 
 /// One time of a schedule with its signal and noise levels.
 ///

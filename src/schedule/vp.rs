@@ -326,3 +326,66 @@ impl Scheduler for ContinuousVp {
         Point::clean(0.0)
     }
 }
+
+/// The continuous cosine VP schedule of v-diffusion (Salimans & Ho 2022, arXiv:2202.00512;
+/// Crowson's v-diffusion models) and diffusers' `IPNDMScheduler`: `alpha(t) = cos(pi t / 2)`,
+/// `sigma(t) = sin(pi t / 2)`, so `lambda(t) = -ln tan(pi t / 2)`, `t` in `[t_eps, 1]`. The
+/// model time is `t` itself. (At `t = 1`, `alpha = cos(pi / 2)` is 6e-17 in floating point,
+/// `lambda ~ -37`: pure noise for every practical purpose.)
+///
+/// ```
+/// use diffusion_samplers::{CosineVp, Scheduler};
+/// let s = CosineVp::default();
+/// let (alpha, sigma) = s.alpha_sigma(0.5);
+/// assert!((alpha - sigma).abs() < 1e-15);                // lambda(1/2) = 0
+/// assert!((s.t_of_lambda(s.lambda(0.3)) - 0.3).abs() < 1e-12);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CosineVp {
+    /// Smallest time sampled.
+    pub t_eps: f64,
+}
+
+impl Default for CosineVp {
+    fn default() -> Self {
+        CosineVp { t_eps: 1e-3 }
+    }
+}
+
+impl CosineVp {
+    /// Validated constructor.
+    pub fn new(t_eps: f64) -> Result<CosineVp> {
+        if !(t_eps > 0.0 && t_eps < 1.0) {
+            return config_err(format!("t_eps must lie in (0, 1), got {t_eps}"));
+        }
+        Ok(CosineVp { t_eps })
+    }
+}
+
+impl Scheduler for CosineVp {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        let angle = std::f64::consts::FRAC_PI_2 * t;
+        (angle.cos(), angle.sin())
+    }
+
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        // tan(pi t / 2) = sigma / alpha = exp(-lambda)
+        (-lambda).exp().atan() / std::f64::consts::FRAC_PI_2
+    }
+
+    fn t_range(&self) -> (f64, f64) {
+        (self.t_eps, 1.0)
+    }
+
+    fn model_time(&self, t: f64) -> f64 {
+        t
+    }
+
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        model_time
+    }
+
+    fn clean_point(&self) -> Point {
+        Point::clean(0.0)
+    }
+}
