@@ -175,31 +175,8 @@ impl UNet2DModel {
             c_out = ch[i];
             let name = format!("down_blocks.{i}");
             let attn = *kind == DownBlockType::AttnDownBlock2D;
-            let mut resnets = Vec::new();
-            let mut attentions = Vec::new();
-            for j in 0..c.layers_per_block {
-                let r_in = if j == 0 { c_in } else { c_out };
-                resnets.push(ResnetBlock::load(
-                    w,
-                    &format!("{name}.resnets.{j}"),
-                    r_in,
-                    c_out,
-                    spec,
-                    1.0,
-                    ResnetResample::None,
-                )?);
-                if attn {
-                    attentions.push(SpatialAttention::load(
-                        w,
-                        &format!("{name}.attentions.{j}"),
-                        c_out,
-                        head_dim(c_out),
-                        Some(c.norm_num_groups),
-                        c.norm_eps,
-                        1.0,
-                    )?);
-                }
-            }
+            let inputs: Vec<usize> = (0..c.layers_per_block).map(|j| if j == 0 { c_in } else { c_out }).collect();
+            let (resnets, attentions) = block_layers(w, c, spec, &name, &inputs, c_out, attn)?;
             let ds = format!("{name}.downsamplers.0");
             let downsampler = match (i + 1 < n, attn, c.downsample_type) {
                 (false, _, _) => None,
@@ -259,32 +236,11 @@ impl UNet2DModel {
             let name = format!("up_blocks.{i}");
             let attn = *kind == UpBlockType::AttnUpBlock2D;
             let layers = c.layers_per_block + 1;
-            let mut resnets = Vec::new();
-            let mut attentions = Vec::new();
-            for j in 0..layers {
-                let skip = if j == layers - 1 { c_in } else { c_out };
-                let r_in = if j == 0 { prev } else { c_out };
-                resnets.push(ResnetBlock::load(
-                    w,
-                    &format!("{name}.resnets.{j}"),
-                    r_in + skip,
-                    c_out,
-                    spec,
-                    1.0,
-                    ResnetResample::None,
-                )?);
-                if attn {
-                    attentions.push(SpatialAttention::load(
-                        w,
-                        &format!("{name}.attentions.{j}"),
-                        c_out,
-                        head_dim(c_out),
-                        Some(c.norm_num_groups),
-                        c.norm_eps,
-                        1.0,
-                    )?);
-                }
-            }
+            // each resnet takes the previous layer's output concatenated with one skip connection
+            let inputs: Vec<usize> = (0..layers)
+                .map(|j| (if j == 0 { prev } else { c_out }) + (if j == layers - 1 { c_in } else { c_out }))
+                .collect();
+            let (resnets, attentions) = block_layers(w, c, spec, &name, &inputs, c_out, attn)?;
             let us = format!("{name}.upsamplers.0");
             let upsampler = match (i + 1 < n, attn, c.upsample_type) {
                 (false, _, _) => None,
@@ -447,4 +403,42 @@ impl Denoiser for UNet2DModel {
         let mut r: &UNet2DModel = self;
         r.denoise(x, model_time)
     }
+}
+
+/// The resnets (input channels `inputs[j]`, output `c_out`) and, for attention blocks, the
+/// self-attention after each, of down or up block `name`.
+fn block_layers(
+    w: &Weights,
+    c: &UNet2DConfig,
+    spec: ResnetSpec,
+    name: &str,
+    inputs: &[usize],
+    c_out: usize,
+    attn: bool,
+) -> Result<(Vec<ResnetBlock>, Vec<SpatialAttention>)> {
+    let mut resnets = Vec::with_capacity(inputs.len());
+    let mut attentions = Vec::new();
+    for (j, &r_in) in inputs.iter().enumerate() {
+        resnets.push(ResnetBlock::load(
+            w,
+            &format!("{name}.resnets.{j}"),
+            r_in,
+            c_out,
+            spec,
+            1.0,
+            ResnetResample::None,
+        )?);
+        if attn {
+            attentions.push(SpatialAttention::load(
+                w,
+                &format!("{name}.attentions.{j}"),
+                c_out,
+                c.attention_head_dim.unwrap_or(c_out),
+                Some(c.norm_num_groups),
+                c.norm_eps,
+                1.0,
+            )?);
+        }
+    }
+    Ok((resnets, attentions))
 }
