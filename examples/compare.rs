@@ -15,12 +15,14 @@
 //! `t = 999` and ends at the clean point, so all rows solve the same ODE. Heun spends 2
 //! evaluations per step (1 on the last), so it gets the largest step count within the budget.
 
+mod text;
 mod unet_common;
 
 use std::time::Instant;
 
 use candle_core::Tensor;
 use diffusion_samplers::{Model, Prediction, Spacing};
+use text::{annotate, register_font, Caption};
 use unet_common::*;
 
 const USAGE: &str = "\
@@ -127,35 +129,49 @@ fn main() -> AnyResult<()> {
         rows.len() * budgets.len()
     );
 
-    // the picture: one strip of `show` digits per cell, cells separated by wider gaps
+    // the picture: one strip of `show` digits per cell, its RMSE under it, solver names on the
+    // left, budgets on top
     let cell_imgs: Vec<Vec<image::GrayImage>> = cells
         .iter()
         .map(|row| row.iter().map(|c| tile(&images(c)?, show, 1, 40)).collect::<AnyResult<Vec<_>>>())
         .collect::<AnyResult<_>>()?;
     let (cw, ch) = (cell_imgs[0][0].width(), cell_imgs[0][0].height());
-    let gap = 8u32;
+    let (gap, caption) = (8u32, 18u32);
     let ncol = cell_imgs[0].len() as u32;
     let mut img = image::GrayImage::from_pixel(
         ncol * (cw + gap) + gap,
-        cell_imgs.len() as u32 * (ch + gap) + gap,
+        cell_imgs.len() as u32 * (ch + gap + caption) + gap,
         image::Luma([255]),
     );
+    let (left, top) = (230u32, 26u32);
+    let mut captions = Vec::new();
+    let header: Vec<String> = budgets.iter().map(|b| format!("NFE {b}")).chain(["reference".to_string()]).collect();
+    for (c, text) in header.iter().enumerate() {
+        let x = left + gap + c as u32 * (cw + gap);
+        captions.push(Caption { x: x as i32, y: 6, text: text.clone(), size: 16 });
+    }
     for (r, row) in cell_imgs.iter().enumerate() {
+        let y = gap + r as u32 * (ch + gap + caption);
+        captions.push(Caption { x: 8, y: (top + y + ch / 2) as i32 - 8, text: table[r].0.clone(), size: 15 });
         for (c, cell) in row.iter().enumerate() {
-            image::imageops::replace(
-                &mut img,
-                cell,
-                (gap + c as u32 * (cw + gap)) as i64,
-                (gap + r as u32 * (ch + gap)) as i64,
-            );
+            let x = gap + c as u32 * (cw + gap);
+            image::imageops::replace(&mut img, cell, x as i64, y as i64);
+            if let Some((nfe, e)) = table[r].1.get(c) {
+                captions.push(Caption {
+                    x: (left + x) as i32,
+                    y: (top + y + ch + 3) as i32,
+                    text: format!("RMSE {e:.3} ({nfe} NFE)"),
+                    size: 12,
+                });
+            }
         }
     }
-    img.save(&out)?;
-    let cols: Vec<String> = budgets.iter().map(|b| format!("NFE {b}")).chain(["reference".to_string()]).collect();
+    let font = register_font(None);
+    annotate(&img, left, top, &captions, font).save(&out)?;
     println!(
         "{out}: rows {}; columns {}",
         table.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(" / "),
-        cols.join(" / ")
+        header.join(" / ")
     );
     Ok(())
 }

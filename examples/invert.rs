@@ -12,12 +12,14 @@
 //! and decoded back to `t_min`. The PNG has the originals in the first row, then for each
 //! solver and step count the encoded noise (scaled by 1/3) and the reconstruction.
 
+mod text;
 mod unet_common;
 
 use std::time::Instant;
 
 use candle_core::Device;
 use diffusion_samplers::{End, Grid, Model, Prediction};
+use text::{annotate, register_font, Caption};
 use unet_common::*;
 
 const USAGE: &str = "\
@@ -47,6 +49,7 @@ fn main() -> AnyResult<()> {
     let digits = data.get("images").ok_or("test16.safetensors has no `images` tensor")?;
 
     let mut rows = images(digits)?;
+    let mut row_names = vec!["originals (MNIST test)".to_string()];
     println!("{:<18} {:>6} {:>5} {:>9} {:>10} {:>8}", "solver", "steps", "NFE", "RMSE", "max |err|", "seconds");
     for &solver in &solvers {
         for &n in &steps {
@@ -72,9 +75,18 @@ fn main() -> AnyResult<()> {
             );
             rows.extend(images(&(latent / 3.0)?)?);
             rows.extend(images(&back)?);
+            row_names.push(format!("{}, {n} steps: noise / 3", label(solver)));
+            row_names.push(format!("{}, {n} steps: back (RMSE {err:.4})", label(solver)));
         }
     }
-    tile(&rows, 16, 2, 0)?.save(&out)?;
+    let grid = tile(&rows, 16, 2, 0)?;
+    let (left, row_height) = (330u32, 32 + 2);
+    let captions: Vec<Caption> = row_names
+        .iter()
+        .enumerate()
+        .map(|(r, text)| Caption { x: 6, y: (2 + r as u32 * row_height + 9) as i32, text: text.clone(), size: 14 })
+        .collect();
+    annotate(&grid, left, 0, &captions, register_font(None)).save(&out)?;
     println!(
         "RMSE on [-1, 1] pixels over 16 digits; grid {} from t=999 to t_min, encode + decode. \
          {out}: row 1 originals, then per solver and step count: latent noise / 3, reconstruction.",

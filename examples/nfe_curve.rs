@@ -36,6 +36,9 @@ use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 use plotters::prelude::*;
 
+mod text;
+use text::register_font;
+
 type Res<T> = std::result::Result<T, Box<dyn StdError>>;
 
 const DEFAULT_NFE: [usize; 9] = [4, 5, 6, 8, 10, 15, 20, 25, 50];
@@ -616,35 +619,6 @@ fn tables_md(ours: &[Row], theirs: &[Row], schedules: &[&str]) -> String {
         }
     }
     s
-}
-
-/// Register a TrueType font for plotters' "sans-serif"; false if none could be loaded.
-fn register_font(explicit: Option<&Path>) -> bool {
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(p) => vec![p.to_path_buf()],
-        None => [
-            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/TTF/DejaVuSans.ttf",
-            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-            "/Library/Fonts/Arial.ttf",
-            "/System/Library/Fonts/Supplemental/Arial.ttf",
-            "C:\\Windows\\Fonts\\arial.ttf",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect(),
-    };
-    for p in candidates {
-        if let Ok(bytes) = std::fs::read(&p) {
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                return true;
-            }
-        }
-    }
-    eprintln!("no TrueType font found (install fonts-dejavu-core or pass --font): plots without text");
-    false
 }
 
 const PALETTE: [RGBColor; 10] = [
