@@ -13,24 +13,11 @@ use diffusion_samplers::math::phi::phi;
 
 use diffusion_samplers::*;
 
-use common::{convergence_errors, order_problem as gm, order_schedules as schedules, NS};
+use common::{order_problem as gm, order_schedules as schedules, NS};
 
-/// Fitted order (and errors) of `solver` on both schedules.
-fn measure<S: Solver>(solver: &S, prediction: Prediction) -> Vec<(String, f64, Vec<f64>)> {
-    let mut out = vec![];
-    for (name, errs) in convergence_errors(solver, prediction, Some(1)) {
-        let slope = order_slope(&NS, &errs);
-        println!("{:<24} {:<18} slope {:.3}  errors {:?}", solver.name(), name, slope, errs);
-        out.push((name.to_string(), slope, errs));
-    }
-    out
-}
-
+/// Fitted order at least `min` on both schedules, one network evaluation per step.
 fn assert_order<S: Solver>(solver: &S, prediction: Prediction, min: f64) {
-    for (sched, slope, errs) in measure(solver, prediction) {
-        assert!(slope >= min, "{} on {sched}: slope {slope:.3} < {min} (errors {errs:?})", solver.name());
-        assert!(errs[3] < errs[0], "{} on {sched}: error does not fall", solver.name());
-    }
+    common::assert_order(solver, solver.name(), prediction, Some(1), min, None);
 }
 
 fn unipc(order: usize, variant: BVariant, form: Form, corrector: Corrector) -> UniPc {

@@ -16,35 +16,15 @@ use common::{max_abs, noise, order_slope, rms};
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 
-use common::{convergence_errors, order_problem as gm, NS};
+use common::{measure_order, order_problem as gm, NS};
 
 fn sci(v: &[f64]) -> String {
     v.iter().map(|e| format!("{e:.3e}")).collect::<Vec<_>>().join(" ")
 }
 
-/// Errors against the exact ODE endpoint on uniform-lambda grids ending at sigma_min, per
-/// schedule: (schedule, fitted slope, slope of the last pair, errors).
-fn measure<S: Solver>(solver: &S, label: &str) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
-    measure_with(solver, label, Prediction::Epsilon)
-}
-
-fn measure_with<S: Solver>(solver: &S, label: &str, prediction: Prediction) -> Vec<(&'static str, f64, f64, Vec<f64>)> {
-    let mut out = vec![];
-    for (name, errs) in convergence_errors(solver, prediction, None) {
-        let slope = order_slope(&NS, &errs);
-        let last = (errs[2] / errs[3]).log2();
-        println!("{label:<24} {name:<18} slope {slope:.3} (last pair {last:.3})  errors {}", sci(&errs));
-        out.push((name, slope, last, errs));
-    }
-    out
-}
-
 /// Fitted slope over 20..160 steps at least `fitted`, and over the last doubling at least `last`.
 fn assert_order<S: Solver>(solver: &S, label: &str, fitted: f64, last: f64) {
-    for (sched, slope, last_slope, errs) in measure(solver, label) {
-        assert!(slope >= fitted, "{label} on {sched}: slope {slope:.3} < {fitted} (errors {errs:?})");
-        assert!(last_slope >= last, "{label} on {sched}: last-pair slope {last_slope:.3} < {last} (errors {errs:?})");
-    }
+    common::assert_order(solver, label, Prediction::Epsilon, None, fitted, Some(last));
 }
 
 #[test]
@@ -80,13 +60,12 @@ fn diffusers_pndm_v_prediction_combines_raw_outputs_and_is_first_order() {
         let ours = Pndm { combine: PndmCombine::Noise, ..theirs };
         let theirs = Pndm { warmup: if pie { Warmup::ImprovedEuler } else { Warmup::default() }, ..theirs };
         let ours = Pndm { warmup: theirs.warmup, ..ours };
-        for (sched, slope, _, errs) in
-            measure_with(&theirs, &format!("{name} raw v (diffusers)"), Prediction::VPrediction)
-        {
+        for o in measure_order(&theirs, &format!("{name} raw v (diffusers)"), Prediction::VPrediction, None) {
+            let (sched, slope, errs) = (o.schedule, o.fitted, &o.errors);
             assert!(slope < 1.3, "{name} combining raw v outputs on {sched}: slope {slope:.3} (errors {errs:?})");
         }
-        for (sched, slope, _, errs) in measure_with(&ours, &format!("{name} noise (default)"), Prediction::VPrediction)
-        {
+        for o in measure_order(&ours, &format!("{name} noise (default)"), Prediction::VPrediction, None) {
+            let (sched, slope, errs) = (o.schedule, o.fitted, &o.errors);
             assert!(slope >= 1.9, "{name} combining noise on {sched}: slope {slope:.3} (errors {errs:?})");
         }
     }

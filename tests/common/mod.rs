@@ -53,6 +53,55 @@ pub fn convergence_errors<S: Solver>(
     out
 }
 
+/// One solver's measured convergence on one schedule.
+pub struct Order {
+    pub schedule: &'static str,
+    /// Least-squares slope of log2(error) over the `NS` step counts.
+    pub fitted: f64,
+    /// Slope over the last doubling of the step count.
+    pub last: f64,
+    pub errors: Vec<f64>,
+}
+
+/// Measure (and print, under `label`) `solver`'s convergence order on both order schedules;
+/// with `nfe_per_step`, also check the exact evaluation count.
+pub fn measure_order<S: Solver>(
+    solver: &S,
+    label: &str,
+    prediction: Prediction,
+    nfe_per_step: Option<usize>,
+) -> Vec<Order> {
+    let mut out = vec![];
+    for (schedule, errors) in convergence_errors(solver, prediction, nfe_per_step) {
+        let fitted = order_slope(&NS, &errors);
+        let last = (errors[errors.len() - 2] / errors[errors.len() - 1]).log2();
+        let sci: Vec<String> = errors.iter().map(|e| format!("{e:.3e}")).collect();
+        println!("{label:<24} {schedule:<18} slope {fitted:.3} (last pair {last:.3})  errors {}", sci.join(" "));
+        out.push(Order { schedule, fitted, last, errors });
+    }
+    out
+}
+
+/// Fitted slope at least `fitted` (and, when given, the last doubling's at least `last`) on both
+/// schedules, with the error falling from the first to the last step count.
+pub fn assert_order<S: Solver>(
+    solver: &S,
+    label: &str,
+    prediction: Prediction,
+    nfe_per_step: Option<usize>,
+    fitted: f64,
+    last: Option<f64>,
+) {
+    for o in measure_order(solver, label, prediction, nfe_per_step) {
+        let (sched, errs) = (o.schedule, &o.errors);
+        assert!(o.fitted >= fitted, "{label} on {sched}: slope {:.3} < {fitted} (errors {errs:?})", o.fitted);
+        if let Some(last) = last {
+            assert!(o.last >= last, "{label} on {sched}: last-pair slope {:.3} < {last} (errors {errs:?})", o.last);
+        }
+        assert!(errs[errs.len() - 1] < errs[0], "{label} on {sched}: error does not fall (errors {errs:?})");
+    }
+}
+
 /// Seeded standard normal `[n, d]` f64 tensor.
 pub fn noise(n: usize, d: usize, seed: u64) -> Tensor {
     Tensor::from_vec(SeededNoise::new(seed).normal_vec(n * d), (n, d), &Device::Cpu).unwrap()
