@@ -31,7 +31,7 @@ pub fn register_font(explicit: Option<&Path>) -> bool {
             }
         }
     }
-    eprintln!("no TrueType font found (install fonts-dejavu-core or pass --font): plots without text");
+    eprintln!("no TrueType font found (install fonts-dejavu-core; nfe_curve also takes --font): pictures without text");
     false
 }
 
@@ -61,7 +61,7 @@ pub fn annotate(gray: &image::GrayImage, left: u32, top: u32, captions: &[Captio
             }
             let _ = root.present();
         }
-        canvas = image::RgbImage::from_raw(w, h, buf).unwrap_or_else(|| image::RgbImage::new(w, h));
+        canvas = image::RgbImage::from_raw(w, h, buf).expect("plotters draws in place: the buffer keeps its size");
     }
     canvas
 }

@@ -415,6 +415,12 @@ impl UNet2DConfig {
         self.time_embedding_dim.unwrap_or(4 * self.block_out_channels.first().copied().unwrap_or(0))
     }
 
+    /// The width of one attention head over `channels` channels (`attention_head_dim`, or one head
+    /// over all of them).
+    pub fn head_dim(&self, channels: usize) -> usize {
+        self.attention_head_dim.unwrap_or(channels)
+    }
+
     /// The factor by which input height and width must be divisible (`2^(blocks - 1)`).
     pub fn downsampling_factor(&self) -> usize {
         1usize << self.block_out_channels.len().saturating_sub(1)

@@ -163,7 +163,6 @@ impl UNet2DModel {
         let n = ch.len();
         let temb = c.time_embed_dim();
         let spec = ResnetSpec { temb, groups: c.norm_num_groups, eps: c.norm_eps, shift: c.resnet_time_scale_shift };
-        let head_dim = |channels: usize| c.attention_head_dim.unwrap_or(channels);
 
         let conv_in = conv2d(w, "conv_in", c.in_channels, ch[0], 3, 1, 1)?;
         let time_linear_1 = linear(w, "time_embedding.linear_1", None, ch[0], temb)?;
@@ -215,7 +214,7 @@ impl UNet2DModel {
                         w,
                         "mid_block.attentions.0",
                         cm,
-                        head_dim(cm),
+                        c.head_dim(cm),
                         attn_groups,
                         c.norm_eps,
                         f,
@@ -434,7 +433,7 @@ fn block_layers(
                 w,
                 &format!("{name}.attentions.{j}"),
                 c_out,
-                c.attention_head_dim.unwrap_or(c_out),
+                c.head_dim(c_out),
                 Some(c.norm_num_groups),
                 c.norm_eps,
                 1.0,
