@@ -35,21 +35,26 @@
 //! ```
 
 mod config;
+mod fused;
+mod kernels;
 mod layers;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear};
+use candle_nn::{Conv2d, Linear};
 
 pub use config::{
     DownBlockType, InputCentering, MidAttention, MidBlockType, Resample, SinCosOrder, TimeScaleShift, UNet2DConfig,
     UpBlockType,
 };
+use kernels::Act;
 use layers::{
-    conv2d, group_norm, linear, timestep_embedding, ConvDownsample, ConvUpsample, ResnetBlock, ResnetResample,
+    conv2d, group_norm, linear, timestep_embedding, ConvDownsample, ConvUpsample, Norm, ResnetBlock, ResnetResample,
     ResnetSpec, SpatialAttention,
 };
 use weights::Weights;
@@ -105,7 +110,7 @@ pub struct UNet2DModel {
     down: Vec<DownBlock>,
     mid: Option<MidBlock>,
     up: Vec<UpBlock>,
-    conv_norm_out: GroupNorm,
+    conv_norm_out: Norm,
     conv_out: Conv2d,
 }
 
@@ -317,7 +322,24 @@ impl UNet2DModel {
 
     /// The network output for `x` (`[batch, in_channels, H, W]`) at diffusers timestep
     /// `timestep` (the same for the whole batch), in `x`'s dtype.
+    ///
+    /// With f32 weights on the CPU the layers run as fused kernels (GroupNorm + SiLU in one
+    /// pass, convolutions that write their bias, time embedding, residual and shortcut in
+    /// place, attention without layout copies; see BENCHMARKS.md, "UNet forward"); elsewhere as
+    /// candle's composed operations, [`UNet2DModel::forward_composed`]. Both compute the same
+    /// function (they differ by float rounding, ~1e-6 on the bundled model).
     pub fn forward(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
+        self.run(x, timestep, true)
+    }
+
+    /// [`UNet2DModel::forward`] through candle's composed operations on every device and dtype
+    /// (the fused CPU kernels are not used): the reference the tests compare the fused path with,
+    /// and the "before" of the forward benchmark.
+    pub fn forward_composed(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
+        self.run(x, timestep, false)
+    }
+
+    fn run(&self, x: &Tensor, timestep: f64, allow_fused: bool) -> Result<Tensor> {
         self.check_input(x)?;
         if !timestep.is_finite() {
             return Err(Error::Unsupported(format!("UNet2DModel timestep must be finite, got {timestep}")));
@@ -339,8 +361,18 @@ impl UNet2DModel {
         )?;
         let emb = self.time_linear_2.forward(&candle_nn::ops::silu(&self.time_linear_1.forward(&t_emb)?)?)?;
         let temb_act = candle_nn::ops::silu(&emb)?; // every ResNet block applies SiLU first
+        let out = if allow_fused && fused::usable(&x) {
+            self.layers_fused(&x, &temb_act)?
+        } else {
+            self.layers_composed(&x, &temb_act)?
+        };
+        Ok(out.to_dtype(in_dtype)?)
+    }
 
-        let mut h = self.conv_in.forward(&x)?;
+    /// Everything after the time embedding, with candle's composed operations.
+    fn layers_composed(&self, x: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
+        let temb_act = temb_act.clone();
+        let mut h = self.conv_in.forward(x)?;
         let mut skips = vec![h.clone()];
         for block in &self.down {
             for (j, resnet) in block.resnets.iter().enumerate() {
@@ -383,9 +415,62 @@ impl UNet2DModel {
                 };
             }
         }
-        let h = candle_nn::ops::silu(&self.conv_norm_out.forward(&h)?)?;
-        let out = self.conv_out.forward(&h)?;
-        Ok(out.to_dtype(in_dtype)?)
+        let h = self.conv_norm_out.forward(&h, Act::Silu)?;
+        Ok(self.conv_out.forward(&h)?)
+    }
+
+    /// Everything after the time embedding, with the fused CPU kernels (f32 on the CPU).
+    fn layers_fused(&self, x: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
+        let conv = |c: &Conv2d, parts: &[&Tensor]| -> Result<Tensor> {
+            let bias = c.bias().ok_or_else(|| Error::Unsupported("UNet convolution without a bias".into()))?;
+            let p = fused::ConvParams { weight: c.weight(), bias, stride: 1, pad: 1, pad_end: 1, upsample: false };
+            fused::conv2d(parts, &p, fused::Skip::None, 1.0)
+        };
+        let mut h = conv(&self.conv_in, &[x])?;
+        let mut skips = vec![h.clone()];
+        for block in &self.down {
+            for (j, resnet) in block.resnets.iter().enumerate() {
+                h = resnet.forward_fused(&[&h], temb_act)?;
+                if let Some(attn) = block.attentions.get(j) {
+                    h = attn.forward_fused(&h)?;
+                }
+                skips.push(h.clone());
+            }
+            if let Some(ds) = &block.downsampler {
+                h = match ds {
+                    Downsampler::Conv(d) => d.forward_fused(&h)?,
+                    Downsampler::Resnet(r) => r.forward_fused(&[&h], temb_act)?,
+                };
+                skips.push(h.clone());
+            }
+        }
+        if let Some(mid) = &self.mid {
+            h = mid.first.forward_fused(&[&h], temb_act)?;
+            for (attn, resnet) in &mid.layers {
+                if let Some(a) = attn {
+                    h = a.forward_fused(&h)?;
+                }
+                h = resnet.forward_fused(&[&h], temb_act)?;
+            }
+        }
+        for block in &self.up {
+            for (j, resnet) in block.resnets.iter().enumerate() {
+                let skip = skips.pop().ok_or_else(|| Error::Unsupported("UNet skip connections exhausted".into()))?;
+                // the concatenation [h, skip] is read in place by the block's kernels
+                h = resnet.forward_fused(&[&h, &skip], temb_act)?;
+                if let Some(attn) = block.attentions.get(j) {
+                    h = attn.forward_fused(&h)?;
+                }
+            }
+            if let Some(us) = &block.upsampler {
+                h = match us {
+                    Upsampler::Conv(u) => u.forward_fused(&h)?,
+                    Upsampler::Resnet(r) => r.forward_fused(&[&h], temb_act)?,
+                };
+            }
+        }
+        let h = self.conv_norm_out.forward_fused(&[&h], Act::Silu)?;
+        conv(&self.conv_out, &[&h])
     }
 }
 
