@@ -124,7 +124,14 @@ impl UNet2DModel {
     /// Load a diffusers model folder holding `config.json` and
     /// `diffusion_pytorch_model.safetensors` (or a pipeline folder with them under `unet/`),
     /// with the weights converted to `dtype` on `device`.
+    ///
+    /// Errors (before anything is read): a non-float `dtype` ([`Error::InvalidConfig`]); BF16 on
+    /// the CPU ([`Error::Unsupported`]: candle's CPU matmul has no BF16 kernel; use F32, which
+    /// runs the fused kernels, or F16). Then a missing or malformed config or weights file, a config over
+    /// the documented limits ([`UNet2DConfig::validate`]) and weights that disagree with the
+    /// config, each a typed error naming the file, field or tensor.
     pub fn load(dir: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
         let dir = dir.as_ref();
         let dir = if !dir.join(CONFIG_FILE).is_file() && dir.join("unet").join(CONFIG_FILE).is_file() {
             dir.join("unet")
@@ -134,34 +141,36 @@ impl UNet2DModel {
         Self::from_files(dir.join(CONFIG_FILE), dir.join(WEIGHTS_FILE), dtype, device)
     }
 
-    /// Load from an explicit `config.json` and safetensors weights file.
+    /// Load from an explicit `config.json` and safetensors weights file (errors as
+    /// [`UNet2DModel::load`]).
     pub fn from_files(
         config: impl AsRef<Path>,
         weights: impl AsRef<Path>,
         dtype: DType,
         device: &Device,
     ) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
         let config = UNet2DConfig::from_file(config)?;
         let weights = Weights::from_file(weights.as_ref(), dtype, device)?;
         Self::build(config, &weights, dtype, device)
     }
 
     /// Build from a config and tensors already in memory (diffusers names), e.g. from
-    /// `candle_core::safetensors::load`.
+    /// `candle_core::safetensors::load` (errors as [`UNet2DModel::load`]).
     pub fn from_tensors(
         config: UNet2DConfig,
         tensors: HashMap<String, Tensor>,
         dtype: DType,
         device: &Device,
     ) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
+        config.validate()?;
         let weights = Weights::new(tensors, "<tensors in memory>".into(), dtype, device);
         Self::build(config, &weights, dtype, device)
     }
 
     fn build(config: UNet2DConfig, w: &Weights, dtype: DType, device: &Device) -> Result<UNet2DModel> {
-        if !dtype.is_float() {
-            return Err(Error::InvalidConfig(format!("UNet weights dtype must be a float type, got {dtype:?}")));
-        }
+        check_dtype(dtype, device)?;
         config.validate()?;
         let c = &config;
         let ch = &c.block_out_channels;
@@ -488,6 +497,21 @@ impl Denoiser for UNet2DModel {
         let mut r: &UNet2DModel = self;
         r.denoise(x, model_time)
     }
+}
+
+/// The weights' dtype must be a float type that runs on `device`.
+fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
+    if !dtype.is_float() {
+        return Err(Error::InvalidConfig(format!("UNet weights dtype must be a float type, got {dtype:?}")));
+    }
+    if dtype == DType::BF16 && device.is_cpu() {
+        return Err(Error::Unsupported(
+            "UNet2DModel with BF16 weights on the CPU: candle's CPU matmul has no BF16 kernel, so every forward \
+             would fail; load with DType::F32 (the fastest on the CPU) or DType::F16"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The resnets (input channels `inputs[j]`, output `c_out`) and, for attention blocks, the
