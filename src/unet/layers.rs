@@ -56,8 +56,14 @@ pub(crate) struct Norm {
 }
 
 impl Norm {
-    /// The composed path: candle-nn's GroupNorm, then `act`.
-    pub(crate) fn forward(&self, x: &Tensor, act: Act) -> Result<Tensor> {
+    /// The composed path: candle-nn's GroupNorm, then `act`; with `device` (and the `cuda`
+    /// feature), the fused CUDA kernel instead where it applies.
+    pub(crate) fn forward(&self, x: &Tensor, act: Act, device: bool) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if device && super::cuda::usable(x) && x.dtype() == self.weight.dtype() {
+            return super::cuda::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, act);
+        }
+        let _ = device;
         let y = self.inner.forward(x)?;
         Ok(match act {
             Act::None => y,
@@ -181,18 +187,19 @@ impl ResnetBlock {
         })
     }
 
-    /// The composed path. `temb_act` is `silu(time embedding)`, shape `[1, temb]`.
-    pub(crate) fn forward(&self, x: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
-        let h = self.norm1.forward(x, Act::Silu)?;
+    /// The composed path (`device`: device kernels allowed, see [`Norm::forward`]). `temb_act`
+    /// is `silu(time embedding)`, shape `[1, temb]`.
+    pub(crate) fn forward(&self, x: &Tensor, temb_act: &Tensor, device: bool) -> Result<Tensor> {
+        let h = self.norm1.forward(x, Act::Silu, device)?;
         let (x, h) = (self.resample.apply(x)?, self.resample.apply(&h)?);
         let h = self.conv1.forward(&h)?;
         let t = self.time_emb_proj.forward(temb_act)?.unsqueeze(2)?.unsqueeze(3)?;
         let h = match self.shift {
-            TimeScaleShift::Default => self.norm2.forward(&h.broadcast_add(&t)?, Act::None)?,
+            TimeScaleShift::Default => self.norm2.forward(&h.broadcast_add(&t)?, Act::None, device)?,
             TimeScaleShift::ScaleShift => {
                 let c = t.dim(1)? / 2;
                 let (scale, shift) = (t.narrow(1, 0, c)?, t.narrow(1, c, c)?);
-                self.norm2.forward(&h, Act::None)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?
+                self.norm2.forward(&h, Act::None, device)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?
             }
         };
         let h = self.conv2.forward(&candle_nn::ops::silu(&h)?)?;
@@ -314,12 +321,12 @@ impl SpatialAttention {
         })
     }
 
-    /// The composed path.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The composed path (`device`: device kernels allowed, see [`Norm::forward`]).
+    pub(crate) fn forward(&self, x: &Tensor, device: bool) -> Result<Tensor> {
         let (b, c, hgt, wid) = x.dims4()?;
         let l = hgt * wid;
         let h = match &self.group_norm {
-            Some(g) => g.forward(x, Act::None)?,
+            Some(g) => g.forward(x, Act::None, device)?,
             None => x.clone(),
         };
         let h = h.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?; // [b, l, c]

@@ -35,6 +35,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod fused;
 mod kernels;
 mod layers;
@@ -334,16 +336,17 @@ impl UNet2DModel {
     ///
     /// With f32 weights on the CPU the layers run as fused kernels (GroupNorm + SiLU in one
     /// pass, convolutions that write their bias, time embedding, residual and shortcut in
-    /// place, attention without layout copies; see BENCHMARKS.md, "UNet forward"); elsewhere as
-    /// candle's composed operations, [`UNet2DModel::forward_composed`]. Both compute the same
-    /// function (they differ by float rounding, ~1e-6 on the bundled model).
+    /// place, attention without layout copies; see BENCHMARKS.md, "UNet forward"). Elsewhere
+    /// they run as candle's composed operations, [`UNet2DModel::forward_composed`], except
+    /// that on CUDA devices (feature `cuda`) GroupNorm + SiLU is one fused kernel. All compute
+    /// the same function (they differ by float rounding, ~1e-6 on the bundled model in f32).
     pub fn forward(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
         self.run(x, timestep, true)
     }
 
-    /// [`UNet2DModel::forward`] through candle's composed operations on every device and dtype
-    /// (the fused CPU kernels are not used): the reference the tests compare the fused path with,
-    /// and the "before" of the forward benchmark.
+    /// [`UNet2DModel::forward`] through candle's composed operations only, on every device and
+    /// dtype (no fused kernel): the reference the tests compare the fused paths with, and the
+    /// "before" of the forward benchmark (`examples/bench_unet.rs --composed`).
     pub fn forward_composed(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
         self.run(x, timestep, false)
     }
@@ -373,58 +376,59 @@ impl UNet2DModel {
         let out = if allow_fused && fused::usable(&x) {
             self.layers_fused(&x, &temb_act)?
         } else {
-            self.layers_composed(&x, &temb_act)?
+            self.layers_composed(&x, &temb_act, allow_fused)?
         };
         Ok(out.to_dtype(in_dtype)?)
     }
 
-    /// Everything after the time embedding, with candle's composed operations.
-    fn layers_composed(&self, x: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
+    /// Everything after the time embedding, with candle's composed operations (`device`: the
+    /// fused CUDA GroupNorm where it applies).
+    fn layers_composed(&self, x: &Tensor, temb_act: &Tensor, device: bool) -> Result<Tensor> {
         let temb_act = temb_act.clone();
         let mut h = self.conv_in.forward(x)?;
         let mut skips = vec![h.clone()];
         for block in &self.down {
             for (j, resnet) in block.resnets.iter().enumerate() {
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
                 if let Some(attn) = block.attentions.get(j) {
-                    h = attn.forward(&h)?;
+                    h = attn.forward(&h, device)?;
                 }
                 skips.push(h.clone());
             }
             if let Some(ds) = &block.downsampler {
                 h = match ds {
                     Downsampler::Conv(d) => d.forward(&h)?,
-                    Downsampler::Resnet(r) => r.forward(&h, &temb_act)?,
+                    Downsampler::Resnet(r) => r.forward(&h, &temb_act, device)?,
                 };
                 skips.push(h.clone());
             }
         }
         if let Some(mid) = &self.mid {
-            h = mid.first.forward(&h, &temb_act)?;
+            h = mid.first.forward(&h, &temb_act, device)?;
             for (attn, resnet) in &mid.layers {
                 if let Some(a) = attn {
-                    h = a.forward(&h)?;
+                    h = a.forward(&h, device)?;
                 }
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
             }
         }
         for block in &self.up {
             for (j, resnet) in block.resnets.iter().enumerate() {
                 let skip = skips.pop().ok_or_else(|| Error::Unsupported("UNet skip connections exhausted".into()))?;
                 h = Tensor::cat(&[&h, &skip], 1)?;
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
                 if let Some(attn) = block.attentions.get(j) {
-                    h = attn.forward(&h)?;
+                    h = attn.forward(&h, device)?;
                 }
             }
             if let Some(us) = &block.upsampler {
                 h = match us {
                     Upsampler::Conv(u) => u.forward(&h)?,
-                    Upsampler::Resnet(r) => r.forward(&h, &temb_act)?,
+                    Upsampler::Resnet(r) => r.forward(&h, &temb_act, device)?,
                 };
             }
         }
-        let h = self.conv_norm_out.forward(&h, Act::Silu)?;
+        let h = self.conv_norm_out.forward(&h, Act::Silu, device)?;
         Ok(self.conv_out.forward(&h)?)
     }
 

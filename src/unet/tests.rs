@@ -213,7 +213,7 @@ fn resnet_block_fused_matches_composed() {
         let refs: Vec<&Tensor> = parts.iter().collect();
         let temb_act = candle_nn::ops::silu(&randn(&[1, temb], 60)).unwrap();
         let got = block.forward_fused(&refs, &temb_act).unwrap();
-        let want = block.forward(&Tensor::cat(&refs, 1).unwrap(), &temb_act).unwrap();
+        let want = block.forward(&Tensor::cat(&refs, 1).unwrap(), &temb_act, false).unwrap();
         let err = rel_err(&got, &want);
         assert!(err < 5e-6, "case {i}: {err:.2e}");
     }
@@ -248,7 +248,7 @@ fn attention_fused_matches_composed() {
         let attn = SpatialAttention::load(&wts, "a", c, d, groups, 1e-5, rescale).unwrap();
         let x = (strided([2, c, h, w], 70) * 2.0).unwrap();
         let got = attn.forward_fused(&x).unwrap();
-        let want = attn.forward(&x).unwrap();
+        let want = attn.forward(&x, false).unwrap();
         let err = rel_err(&got, &want);
         assert!(err < 5e-6, "case {i}: {err:.2e}");
     }
@@ -267,4 +267,57 @@ fn resamplers_fused_match_composed() {
     let us = ConvUpsample::load(&w, "c", 5).unwrap();
     let err = rel_err(&us.forward_fused(&x).unwrap(), &us.forward(&x).unwrap());
     assert!(err < 2e-6, "upsample: {err:.2e}");
+}
+
+/// The fused CUDA GroupNorm (+ SiLU) against candle-nn's composed GroupNorm on the same device.
+/// Runs only where a CUDA device exists (it prints why it skipped otherwise).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_group_norm_matches_composed() {
+    let Ok(dev) = Device::new_cuda(0) else {
+        println!("skipped: no CUDA device");
+        return;
+    };
+    // 12 channels in 4 groups, odd spatial size, an offset mean; F32, F16, BF16
+    let x = (strided([3, 12, 5, 7], 1) + 3.0).unwrap().to_device(&dev).unwrap();
+    let (gamma, beta) = (randn(&[12], 3).to_device(&dev).unwrap(), randn(&[12], 4).to_device(&dev).unwrap());
+    for (dtype, tol) in [(DType::F32, 2e-6), (DType::F16, 2e-3), (DType::BF16, 2e-2)] {
+        for act in [Act::None, Act::Silu] {
+            let (x, g, b) = (x.to_dtype(dtype).unwrap(), gamma.to_dtype(dtype).unwrap(), beta.to_dtype(dtype).unwrap());
+            let got = super::cuda::group_norm(&x, &g, &b, 4, 1e-5, act).unwrap();
+            assert_eq!(got.dtype(), dtype);
+            let want = norm_reference(
+                &x.to_dtype(DType::F32).unwrap(),
+                &g.to_dtype(DType::F32).unwrap(),
+                &b.to_dtype(DType::F32).unwrap(),
+                4,
+                act,
+            );
+            let err = rel_err(&got.to_device(&Device::Cpu).unwrap(), &want.to_device(&Device::Cpu).unwrap());
+            assert!(err < tol, "{dtype:?} {act:?}: {err:.2e}");
+        }
+    }
+}
+
+/// The whole model on a CUDA device (fused GroupNorm) against the CPU's fused kernels.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_forward_matches_cpu() {
+    let Ok(dev) = Device::new_cuda(0) else {
+        println!("skipped: no CUDA device");
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-unet");
+    let cpu = super::UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    let gpu = super::UNet2DModel::load(&dir, DType::F32, &dev).unwrap();
+    let x = randn(&[4, 1, 32, 32], 9);
+    for t in [999.0, 10.0] {
+        let want = cpu.forward(&x, t).unwrap();
+        let got = gpu.forward(&x.to_device(&dev).unwrap(), t).unwrap().to_device(&Device::Cpu).unwrap();
+        let composed = gpu.forward_composed(&x.to_device(&dev).unwrap(), t).unwrap().to_device(&Device::Cpu).unwrap();
+        let (err, err_c) = (rel_err(&got, &want), rel_err(&composed, &want));
+        println!("t = {t}: fused CUDA vs CPU {err:.2e}, composed CUDA vs CPU {err_c:.2e}");
+        // TF32 may be enabled for cuBLAS matmuls on the GPU: compare at that precision
+        assert!(err < 1e-2 && err_c < 1e-2, "t = {t}: {err:.2e} / {err_c:.2e}");
+    }
 }
