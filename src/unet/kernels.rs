@@ -558,8 +558,15 @@ fn im2col(parts: &[Part<'_>], b: usize, g: &ConvGeom, y0: usize, y1: usize, cols
     // stride 1 at the input's own width: a tap's values for the whole band are one contiguous
     // run of the input channel, shifted; copy it at once and zero the padding afterwards
     let contiguous = g.stride == 1 && !g.upsample && g.w_out == g.w;
+    // stride 1 after upsampling: build each zero-padded upsampled input row once and copy the
+    // k taps of the row out of it
+    let mut padded = if g.upsample && g.stride == 1 { vec![0f32; g.w_out + g.k - 1] } else { Vec::new() };
     for ci in 0..c_in {
         let src = channel(parts, b, ci, hw);
+        if !padded.is_empty() {
+            taps_upsampled(src, g, ci, y0, y1, &mut padded, cols);
+            continue;
+        }
         for kh in 0..g.k {
             for kw in 0..g.k {
                 let row = (ci * g.k + kh) * g.k + kw;
@@ -569,6 +576,37 @@ fn im2col(parts: &[Part<'_>], b: usize, g: &ConvGeom, y0: usize, y1: usize, cols
                 } else {
                     tap_rows(src, g, kh, kw, y0, y1, dst);
                 }
+            }
+        }
+    }
+}
+
+/// The `k x k` im2col rows of input channel `ci` for a stride-1 convolution of the 2x upsampled
+/// input (see [`im2col`]); `padded` holds `w_out + k - 1` values.
+#[inline(always)]
+fn taps_upsampled(src: &[f32], g: &ConvGeom, ci: usize, y0: usize, y1: usize, padded: &mut [f32], cols: &mut [f32]) {
+    let (sh, sw) = g.seen();
+    let ncols = (y1 - y0) * g.w_out;
+    for kh in 0..g.k {
+        for (yi, y) in (y0..y1).enumerate() {
+            let iy = (y + kh) as isize - g.pad as isize;
+            let row0 = (ci * g.k + kh) * g.k;
+            if iy < 0 || iy >= sh as isize {
+                for kw in 0..g.k {
+                    cols[(row0 + kw) * ncols + yi * g.w_out..][..g.w_out].fill(0.0);
+                }
+                continue;
+            }
+            // padded[j] = upsampled[iy][j - pad] (zero outside), upsampled[iy][x] = src[iy / 2][x / 2]
+            let srow = &src[(iy as usize / 2) * g.w..][..g.w];
+            let inner = &mut padded[g.pad.min(g.w_out + g.k - 1)..];
+            let n = sw.min(inner.len());
+            for (pair, &v) in inner[..n].chunks_mut(2).zip(srow) {
+                pair.fill(v);
+            }
+            inner[n..].fill(0.0);
+            for kw in 0..g.k {
+                cols[(row0 + kw) * ncols + yi * g.w_out..][..g.w_out].copy_from_slice(&padded[kw..kw + g.w_out]);
             }
         }
     }
