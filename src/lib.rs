@@ -34,6 +34,7 @@ mod error;
 pub mod grid;
 pub mod math;
 pub mod model;
+pub mod names;
 pub mod noise;
 mod ops;
 pub mod sample;
@@ -44,19 +45,18 @@ pub mod testing;
 pub mod unet;
 
 pub use error::{Error, Result};
-pub use grid::{End, Grid, Spacing, Step};
+pub use grid::{is_denoising, End, Grid, Spacing, Step, StepKind};
 pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
 pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Linear, Model, Prediction};
-pub use noise::{NoiseSource, SeededNoise};
+pub use noise::{NoiseSource, SeededNoise, TensorNoise};
 pub use ops::{lincomb, lincomb_reference};
-pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};
+pub use sample::{add_noise, invert, sample, sample_with, Progress};
 pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
 };
-pub use solvers::{
-    Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
-};
+pub use solvers::{nfe_of, steps_for_nfe, AnySolver, Solver, StepContext};
+pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, SolverType, ThirdOrder};
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};
 pub use solvers::{
     Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart,
