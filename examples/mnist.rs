@@ -16,7 +16,7 @@ mod unet_common;
 
 use std::time::Instant;
 
-use diffusion_samplers::{sample_with, Model, Prediction, SeededNoise};
+use diffusion_samplers::{sample_with, Model, Prediction, SeededNoise, Solver};
 use unet_common::*;
 
 const USAGE: &str = "\
@@ -76,7 +76,7 @@ fn main() -> AnyResult<()> {
     println!(
         "{n} digits, {} on a {} grid, {steps} steps, {nfe} network evaluations per batch of {}, seed {seed}: \
          {secs:.1} s (model load included) -> {out}",
-        solver,
+        solver.name(),
         spacing_name(&spacing),
         batch.min(n),
     );

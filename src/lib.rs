@@ -1,14 +1,26 @@
 //! # diffusion-samplers
 //!
-//! Sample diffusion models by solving their probability-flow ODE in few network evaluations, on
-//! [candle](https://docs.rs/candle-core) tensors: DDIM, Euler, Heun and multistep
-//! DPM-Solver / DPM-Solver++ today, with numbers checked against exact solutions and against
-//! diffusers.
+//! Sample diffusion models by solving their probability-flow ODE (or the reverse SDE) in few
+//! network evaluations, on [candle](https://docs.rs/candle-core) tensors, with numbers checked
+//! against exact solutions and against diffusers.
 //!
-//! The pieces: a [`Scheduler`] (noise schedule) gives `alpha`, `sigma` and `lambda` at each time;
-//! a [`Spacing`] places the sampling times into a validated [`Grid`]; a [`Model`] wraps your
-//! network (any [`Denoiser`]) and converts its output; a [`Solver`] advances one step; [`sample()`]
-//! is the loop.
+//! The pieces: a [`Scheduler`] (noise schedule: [`DiscreteVp`], [`ContinuousVp`], [`CosineVp`],
+//! [`Edm`], [`RectifiedFlow`]) gives `alpha`, `sigma` and `lambda` at each time; a [`Spacing`]
+//! places the sampling times into a validated [`Grid`]; a [`Model`] wraps your network (any
+//! [`Denoiser`]), converts its output and counts evaluations (with classifier-free guidance and
+//! clipping / dynamic thresholding as wrappers); a [`Solver`] advances one step; [`sample()`] /
+//! [`sample_with`] is the one loop, which owns the noise of stochastic solvers (a
+//! [`NoiseSource`]: [`SeededNoise`], [`TensorNoise`], a closure).
+//!
+//! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`], [`EulerAncestral`], [`Heun`] (EDM,
+//! with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
+//! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
+//! and [`Ipndm`]. Each reports its order, its network evaluations per step and whether it is
+//! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
+//! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
+//! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
+//! Gaussian mixture with its exact denoiser and exact ODE solution; the `unet` feature adds a
+//! diffusers-compatible `UNet2DModel`.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};

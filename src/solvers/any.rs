@@ -73,7 +73,7 @@ where
 }
 
 /// A solver of any type, chosen at run time; it implements [`Solver`] itself (with its state
-/// boxed), so [`crate::sample`] runs it like any other.
+/// boxed), so [`crate::sample()`] runs it like any other.
 ///
 /// It parses from and prints as the names of [`crate::names`] (`"dpmpp_2m"`, `"unipc_bh2_3"`,
 /// ...); a solver built with [`AnySolver::new`] prints as its registry name when its configuration

@@ -28,7 +28,7 @@ use crate::ops::lincomb;
 /// diffusers option -> field: `solver_order` -> `policy.order`; `lower_order_final` (default
 /// true) -> `policy.lower_order_final = LowerOrderFinal::BelowSteps(15)` (false:
 /// `LowerOrderFinal::Never`); `algorithm_type="deis"` and `solver_type="logrho"` are the only
-/// variants. Thresholding is a [`crate::DataTransform`] on the [`Model`] (the noise prediction is
+/// variants. Thresholding is a [`crate::DataTransform`] on the [`crate::Model`] (the noise prediction is
 /// re-derived from the thresholded `x0`, as diffusers does).
 ///
 /// ```
