@@ -46,6 +46,7 @@
 //! - Stochastic classes draw their noise from a [`crate::NoiseSource`] (seeded by default):
 //!   torch's generator is not reproduced, pass recorded noise to match a diffusers run.
 
+mod classes;
 mod config;
 mod problem;
 mod resolve;
