@@ -48,6 +48,7 @@
 
 mod classes;
 mod config;
+mod options;
 mod problem;
 mod resolve;
 mod sampler;
