@@ -106,6 +106,17 @@ pub enum Error {
         got: String,
     },
 
+    /// A name (of a sigma schedule, a solver, ...) that is not in the crate's list.
+    #[error("unknown {what} name {name:?}: the known names are {known}")]
+    UnknownName {
+        /// What kind of name ("sigma schedule", ...).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+
     /// The combination of options is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),

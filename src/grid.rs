@@ -7,6 +7,7 @@
 
 use crate::error::{config_err, Error, Result};
 use crate::schedule::{Point, Scheduler};
+use crate::sigmas::SigmaSchedule;
 
 /// How sampling times are placed between the schedule's start and the grid's [`End`].
 ///
@@ -49,6 +50,9 @@ pub enum Spacing {
     },
     /// diffusers' `trailing`: `round(arange(N, 0, -N / n)) - 1` (Lin et al. 2023, Table 2).
     Trailing,
+    /// A named sigma schedule: ComfyUI's list (`karras`, `simple`, `beta`, ...), k-diffusion's,
+    /// diffusers' beta sigmas or Align Your Steps; see [`crate::sigmas`].
+    Sigmas(SigmaSchedule),
 }
 
 /// Where a grid ends.
@@ -201,6 +205,7 @@ impl Grid {
                 let ts = (0..steps).map(|i| (n_train as f64 - i as f64 * ratio).round_ties_even() - 1.0);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
+            Spacing::Sigmas(named) => named.grid(schedule, steps, end),
         }
     }
 
@@ -336,7 +341,7 @@ impl Grid {
 
 /// numpy's `linspace` to the last bit (`start + i * step`, last point exact): diffusers rounds
 /// these values, and `999 * 15 / 30` is 499.5 where numpy's `15 * 33.3` is 499.49999999999994.
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
     }

@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod brownian;
 pub mod diffusers;
 mod error;
 pub mod grid;
@@ -38,11 +39,13 @@ pub mod noise;
 mod ops;
 pub mod sample;
 pub mod schedule;
+pub mod sigmas;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]
 pub mod unet;
 
+pub use brownian::{BrownianPath, BrownianTime};
 pub use error::{Error, Result};
 pub use grid::{End, Grid, Spacing, Step};
 pub use math::multistep::MultistepWeights;
@@ -54,6 +57,7 @@ pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Prog
 pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
 };
+pub use sigmas::{AysModel, SigmaSchedule};
 pub use solvers::{
     Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
 };

@@ -49,7 +49,7 @@
 mod config;
 mod plan;
 mod problem;
-mod tables;
+pub(crate) mod tables;
 
 pub use config::{
     AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig, SolverTypeName,
