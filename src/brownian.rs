@@ -177,8 +177,8 @@ impl BrownianPath {
                 "Brownian noise over an empty interval [{from}, {to}]: a stochastic step needs two distinct noise levels"
             )));
         }
-        let scale = 1.0 / width.sqrt();
-        let v = self.increment_vec(from, to, like.elem_count())?.into_iter().map(|d| d * scale).collect();
+        let s = width.sqrt();
+        let v = self.increment_vec(from, to, like.elem_count())?.into_iter().map(|d| d / s).collect();
         host_tensor(v, like)
     }
 
@@ -192,18 +192,22 @@ impl BrownianPath {
         let range = self.hi - self.lo;
         let at = |depth: u32, k: u64| self.lo + range * (k as f64 / (1u64 << depth) as f64);
         let mut wa = vec![0.0; n];
-        let mut wb = self.normals(&[ROOT], n);
+        let mut wb = vec![0.0; n];
+        self.fill_normals(&[ROOT], &mut wb);
         let root_scale = range.sqrt();
         wb.iter_mut().for_each(|z| *z *= root_scale);
+        let mut wm = vec![0.0; n];
         let (mut a, mut b, mut k) = (self.lo, self.hi, 0u64);
         for d in 0..self.depth {
             let m = at(d + 1, 2 * k + 1);
-            let z = self.normals(&[NODE, u64::from(d), k], n);
-            let wm = bridge(&wa, &wb, &z, a, m, b);
+            self.fill_normals(&[NODE, u64::from(d), k], &mut wm);
+            bridge(&wa, &wb, &mut wm, a, m, b);
             if t < m {
-                (b, wb, k) = (m, wm, 2 * k);
+                std::mem::swap(&mut wb, &mut wm);
+                (b, k) = (m, 2 * k);
             } else {
-                (a, wa, k) = (m, wm, 2 * k + 1);
+                std::mem::swap(&mut wa, &mut wm);
+                (a, k) = (m, 2 * k + 1);
             }
         }
         if t == a {
@@ -212,18 +216,20 @@ impl BrownianPath {
         if t == b {
             return wb;
         }
-        let z = self.normals(&[LEAF, k, t.to_bits()], n);
-        bridge(&wa, &wb, &z, a, t, b)
+        self.fill_normals(&[LEAF, k, t.to_bits()], &mut wm);
+        bridge(&wa, &wb, &mut wm, a, t, b);
+        wm
     }
 
-    /// `n` standard normals from the generator keyed by the seed and `parts`.
-    fn normals(&self, parts: &[u64], n: usize) -> Vec<f64> {
+    /// Standard normals from the generator keyed by the seed and `parts`, into `out`.
+    fn fill_normals(&self, parts: &[u64], out: &mut [f64]) {
         let mut key = mix(self.seed ^ 0x6272_6f77_6e69_616e); // "brownian"
         for &p in parts {
             key = mix(key ^ p);
         }
         let mut rng = Rng::new(key);
-        (0..n).map(|_| rng.normal()).collect()
+        let zig = ziggurat();
+        out.iter_mut().for_each(|z| *z = zig.normal(&mut rng));
     }
 }
 
@@ -231,11 +237,79 @@ const ROOT: u64 = 1;
 const NODE: u64 = 2;
 const LEAF: u64 = 3;
 
-/// `W(m)` given `W(a) = wa`, `W(b) = wb` (a < m < b) and standard normals `z`.
-fn bridge(wa: &[f64], wb: &[f64], z: &[f64], a: f64, m: f64, b: f64) -> Vec<f64> {
+/// `W(m)` given `W(a) = wa`, `W(b) = wb` (a < m < b), written over the standard normals `z`.
+fn bridge(wa: &[f64], wb: &[f64], z: &mut [f64], a: f64, m: f64, b: f64) {
     let frac = (m - a) / (b - a);
     let std = ((m - a) * (b - m) / (b - a)).max(0.0).sqrt();
-    wa.iter().zip(wb).zip(z).map(|((x, y), z)| x + frac * (y - x) + std * z).collect()
+    for ((z, x), y) in z.iter_mut().zip(wa).zip(wb) {
+        *z = x + frac * (y - x) + std * *z;
+    }
+}
+
+/// Standard normals by the ziggurat method (Marsaglia & Tsang 2000, J. Stat. Softw. 5(8); the
+/// 128-layer table and the independent layer and position bits of Doornik 2005, "An improved
+/// ziggurat method to generate normal random samples"): one 64-bit draw and a comparison for 98.8 %
+/// of the samples, about ten times cheaper than Box-Muller's logarithm, square root and sine.
+struct Ziggurat {
+    /// Layer right edges; `x[0]` is the bottom layer's pseudo-width `V / f(R)`, `x[128] = 0`.
+    x: [f64; 129],
+    /// `x[i + 1] / x[i]`: below it a sample lies inside the layer's rectangle.
+    r: [f64; 128],
+}
+
+const ZIG_R: f64 = 3.442619855899;
+const ZIG_V: f64 = 9.91256303526217e-3;
+
+fn ziggurat() -> &'static Ziggurat {
+    static TABLE: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut x = [0.0; 129];
+        let mut f = (-0.5 * ZIG_R * ZIG_R).exp();
+        x[0] = ZIG_V / f;
+        x[1] = ZIG_R;
+        for i in 2..128 {
+            x[i] = (-2.0 * (ZIG_V / x[i - 1] + f).ln()).sqrt();
+            f = (-0.5 * x[i] * x[i]).exp();
+        }
+        let mut r = [0.0; 128];
+        for (i, r) in r.iter_mut().enumerate() {
+            *r = x[i + 1] / x[i];
+        }
+        Ziggurat { x, r }
+    })
+}
+
+impl Ziggurat {
+    fn normal(&self, rng: &mut Rng) -> f64 {
+        loop {
+            let bits = rng.next_u64();
+            let i = (bits & 0x7f) as usize; // layer: the low 7 bits
+            let u = ((bits >> 11) as f64 + 0.5) / (1u64 << 52) as f64 - 1.0; // (-1, 1): the top 53 bits
+            if u.abs() < self.r[i] {
+                return u * self.x[i];
+            }
+            if i == 0 {
+                return tail(rng, u < 0.0);
+            }
+            let x = u * self.x[i];
+            let f0 = (-0.5 * (self.x[i] * self.x[i] - x * x)).exp();
+            let f1 = (-0.5 * (self.x[i + 1] * self.x[i + 1] - x * x)).exp();
+            if f1 + rng.uniform() * (f0 - f1) < 1.0 {
+                return x;
+            }
+        }
+    }
+}
+
+/// A normal beyond `ZIG_R` (Marsaglia 1964), on the side `negative` says.
+fn tail(rng: &mut Rng, negative: bool) -> f64 {
+    loop {
+        let x = rng.uniform().ln() / ZIG_R;
+        let y = rng.uniform().ln();
+        if -2.0 * y >= x * x {
+            return if negative { x - ZIG_R } else { ZIG_R - x };
+        }
+    }
 }
 
 /// splitmix64's finaliser: a bijective mix of 64 bits.
@@ -258,4 +332,42 @@ fn host_tensor(v: Vec<f64>, like: &Tensor) -> Result<Tensor> {
     let host = Tensor::from_vec(v, like.shape(), &Device::Cpu)?;
     let host = if like.dtype() == DType::F64 { host } else { host.to_dtype(like.dtype())? };
     Ok(host.to_device(like.device())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ziggurat_normals_have_the_normal_cdf() {
+        // 4M samples: the empirical CDF at points across the body, the layer edges and the tail
+        // (beyond R = 3.44) within 6 standard errors of Phi, and the first four moments
+        let n = 4_000_000;
+        let zig = ziggurat();
+        let mut rng = Rng::new(123);
+        let z: Vec<f64> = (0..n).map(|_| zig.normal(&mut rng)).collect();
+        let phi = [
+            (-4.0, 3.167124183311986e-05),
+            (-ZIG_R, 0.0002880542561958196),
+            (-2.5, 0.006209665325776132),
+            (-1.0, 0.15865525393145707),
+            (-0.3, 0.3820885778110474),
+            (0.0, 0.5),
+            (0.5, 0.6914624612740131),
+            (1.5, 0.9331927987311419),
+            (3.0, 0.9986501019683699),
+            (3.6, 0.9998408914098424),
+        ];
+        for (x, p) in phi {
+            let got = z.iter().filter(|&&v| v < x).count() as f64 / n as f64;
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            assert!((got - p).abs() < 6.0 * se, "P(z < {x}) = {got}, want {p}");
+        }
+        let m = |k: i32| z.iter().map(|v| v.powi(k)).sum::<f64>() / n as f64;
+        let nf = n as f64;
+        assert!(m(1).abs() < 6.0 / nf.sqrt() && (m(2) - 1.0).abs() < 6.0 * (2.0 / nf).sqrt());
+        assert!(m(3).abs() < 6.0 * (15.0 / nf).sqrt() && (m(4) - 3.0).abs() < 6.0 * (96.0 / nf).sqrt());
+        // the table: 128 layers closing at the top
+        assert!(zig.x[127] > 0.0 && zig.x[127] < 0.3 && zig.x[128] == 0.0);
+    }
 }
