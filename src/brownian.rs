@@ -105,7 +105,7 @@ impl BrownianPath {
         Ok(BrownianPath::new(seed, 0.0, top)?.with_time(time))
     }
 
-    /// The same path run over another coordinate of the points ([`BrownianPath::noise_between`]).
+    /// The same path run over another coordinate of the points ([`BrownianPath::noise_between_points`]).
     pub fn with_time(mut self, time: BrownianTime) -> BrownianPath {
         self.time = time;
         self

@@ -10,6 +10,10 @@
 //! network (any [`Denoiser`]) and converts its output; a [`Solver`] advances one step; [`sample()`]
 //! is the loop.
 //!
+//! The sigma schedules people pick by name (ComfyUI's list, k-diffusion's, Align Your Steps) are
+//! [`SigmaSchedule`]s in [`sigmas`]; [`BrownianPath`] gives stochastic samplers noise that is the
+//! same for every step count.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use diffusion_samplers::{sample, testing::GaussianMixture, DiscreteVp, DpmSolverMultistep, End, Grid, Model, Prediction, Scheduler, Spacing};
