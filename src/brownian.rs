@@ -29,7 +29,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{config_err, Error, Result};
-use crate::noise::Rng;
+use crate::noise::{NoiseSource, Rng};
 use crate::schedule::{Point, Scheduler};
 
 /// Which noise coordinate of a [`Point`] the path runs over.
@@ -90,9 +90,9 @@ impl BrownianPath {
         Ok(BrownianPath { seed, lo, hi, depth: 40, time: BrownianTime::KSigma, recent: Vec::new() })
     }
 
-    /// A path on `[0, sigma_max]` of `schedule` in the given coordinate: every grid on the
-    /// schedule stays inside it, so the same seed gives the same path for every step count and
-    /// spacing.
+    /// A path on `[0, 2 sigma_max]` of `schedule` in the given coordinate: every grid on the
+    /// schedule stays inside it, also Heun's churn (which raises the noise level by at most
+    /// `sqrt(2)`), so the same seed gives the same path for every step count and spacing.
     pub fn for_schedule(seed: u64, schedule: &dyn Scheduler, time: BrownianTime) -> Result<BrownianPath> {
         let (_, t_max) = schedule.t_range();
         let top = coordinate(time, &schedule.point(t_max));
@@ -102,10 +102,10 @@ impl BrownianPath {
                  (flow, zero terminal SNR) needs BrownianTime::Sigma"
             ));
         }
-        Ok(BrownianPath::new(seed, 0.0, top)?.with_time(time))
+        Ok(BrownianPath::new(seed, 0.0, 2.0 * top)?.with_time(time))
     }
 
-    /// The same path run over another coordinate of the points ([`BrownianPath::noise_between_points`]).
+    /// The same path run over another coordinate of the points ([`NoiseSource::noise_between`]).
     pub fn with_time(mut self, time: BrownianTime) -> BrownianPath {
         self.time = time;
         self
@@ -182,12 +182,6 @@ impl BrownianPath {
         host_tensor(v, like)
     }
 
-    /// [`BrownianPath::noise`] between two points of a grid, in the path's coordinate (a clean
-    /// point is 0).
-    pub fn noise_between_points(&mut self, like: &Tensor, from: &Point, to: &Point) -> Result<Tensor> {
-        self.noise(like, coordinate(self.time, from), coordinate(self.time, to))
-    }
-
     fn evaluate(&self, t: f64, n: usize) -> Vec<f64> {
         let range = self.hi - self.lo;
         let at = |depth: u32, k: u64| self.lo + range * (k as f64 / (1u64 << depth) as f64);
@@ -230,6 +224,23 @@ impl BrownianPath {
         let mut rng = Rng::new(key);
         let zig = ziggurat();
         out.iter_mut().for_each(|z| *z = zig.normal(&mut rng));
+    }
+}
+
+impl NoiseSource for BrownianPath {
+    /// An error: a Brownian path gives noise for an interval of noise levels
+    /// ([`NoiseSource::noise_between`]), and the caller named none.
+    fn noise_like(&mut self, _like: &Tensor) -> Result<Tensor> {
+        Err(Error::Unsupported(
+            "a BrownianPath gives the noise of an interval of noise levels (noise_between) and this caller asked              for noise without one: use SeededNoise for it"
+                .into(),
+        ))
+    }
+
+    /// [`BrownianPath::noise`] between two points of a grid, in the path's coordinate
+    /// ([`BrownianTime`]; a clean point is 0).
+    fn noise_between(&mut self, like: &Tensor, from: &Point, to: &Point) -> Result<Tensor> {
+        self.noise(like, coordinate(self.time, from), coordinate(self.time, to))
     }
 }
 

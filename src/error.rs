@@ -106,12 +106,40 @@ pub enum Error {
         got: String,
     },
 
-    /// A name (of a sigma schedule, a solver, ...) that is not in the crate's list.
-    #[error("unknown {what} name {name:?}: the known names are {known}")]
-    UnknownName {
-        /// What kind of name ("sigma schedule", ...).
-        what: &'static str,
-        /// The name given.
+    /// Caller-supplied noise ([`crate::TensorNoise`]) ran out.
+    #[error(
+        "the supplied noise held {supplied} draws and the sampler asked for another: supply one draw per \
+         noise-adding step (a stochastic solver draws once per step)"
+    )]
+    NoiseExhausted {
+        /// Draws supplied (and used).
+        supplied: usize,
+    },
+
+    /// A caller-supplied noise tensor's shape differs from the sample's.
+    #[error("supplied noise draw {draw} has shape {got:?} but the sample has shape {expected:?}: supply noise shaped like the sample")]
+    NoiseShape {
+        /// 0-based index of the draw.
+        draw: usize,
+        /// The sample's shape.
+        expected: Shape,
+        /// The draw's shape.
+        got: Shape,
+    },
+
+    /// A solver name that the registry ([`crate::names`]) does not know.
+    #[error("unknown solver `{name}`: use one of {known}")]
+    UnknownSolver {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+
+    /// A sigma schedule name ([`crate::sigmas::NAMES`]) that the crate does not know.
+    #[error("unknown sigma schedule `{name}`: use one of {known}")]
+    UnknownSchedule {
+        /// The name asked for.
         name: String,
         /// The known names, comma-separated.
         known: String,

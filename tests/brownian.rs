@@ -9,7 +9,11 @@
 use candle_core::{DType, Device, Tensor};
 use diffusion_samplers::brownian::{BrownianPath, BrownianTime};
 use diffusion_samplers::sigmas::SigmaSchedule;
-use diffusion_samplers::{DiscreteVp, End, Error, Grid, RectifiedFlow, Scheduler, SeededNoise};
+use diffusion_samplers::testing::GaussianMixture;
+use diffusion_samplers::{
+    sample_with, DiscreteVp, End, Error, EulerAncestral, Grid, Model, NoiseSource, Prediction, RectifiedFlow,
+    Scheduler, SdeDpmSolverPP, SeededNoise, Solver, Spacing,
+};
 
 const N: usize = 40_000;
 
@@ -151,7 +155,7 @@ fn noise_is_the_normalised_increment_in_every_dtype() {
     let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
     let (from, to) = (sd.point(900.0), sd.point(700.0));
     let mut w = BrownianPath::for_schedule(9, &sd, BrownianTime::KSigma).unwrap();
-    assert_eq!(w.range(), (0.0, sd.point(999.0).ksigma()));
+    assert_eq!(w.range(), (0.0, 2.0 * sd.point(999.0).ksigma()));
     let like64 = Tensor::zeros((3, 5), DType::F64, &Device::Cpu).unwrap();
     let exact: Vec<f64> = w
         .increment_vec(from.ksigma(), to.ksigma(), 15)
@@ -159,13 +163,13 @@ fn noise_is_the_normalised_increment_in_every_dtype() {
         .into_iter()
         .map(|d| d / (from.ksigma() - to.ksigma()).sqrt())
         .collect();
-    let n64 = w.noise_between_points(&like64, &from, &to).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let n64 = w.noise_between(&like64, &from, &to).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     assert_eq!(n64, exact);
     // every CPU dtype holds the f64 values rounded once, on the host (CUDA and Metal take the
     // same host tensor and only copy it; they could not be run here)
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         let like = Tensor::zeros((3, 5), dtype, &Device::Cpu).unwrap();
-        let got = w.noise_between_points(&like, &from, &to).unwrap();
+        let got = w.noise_between(&like, &from, &to).unwrap();
         assert_eq!(got.dtype(), dtype);
         let want = Tensor::new(exact.as_slice(), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
         let (g, e) = (
@@ -179,7 +183,7 @@ fn noise_is_the_normalised_increment_in_every_dtype() {
     assert!(BrownianPath::for_schedule(1, &flow, BrownianTime::KSigma).is_err());
     let mut wf = BrownianPath::for_schedule(1, &flow, BrownianTime::Sigma).unwrap();
     let (a, b) = (flow.point(1.0), flow.point(0.5));
-    let z = wf.noise_between_points(&like64, &a, &b).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let z = wf.noise_between(&like64, &a, &b).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
     let want: Vec<f64> =
         wf.increment_vec(1.0, b.sigma, 15).unwrap().into_iter().map(|d| d / (1.0 - b.sigma).sqrt()).collect();
     assert_eq!(z, want);
@@ -191,7 +195,6 @@ fn seeded_noise_is_not_a_path() {
     // correlate nested intervals, a Brownian path does (sqrt(1/2) for half an interval)
     let like = Tensor::zeros(N, DType::F64, &Device::Cpu).unwrap();
     let mut iid = SeededNoise::new(1);
-    use diffusion_samplers::NoiseSource;
     let (a, b) = (
         iid.noise_like(&like).unwrap().to_vec1::<f64>().unwrap(),
         iid.noise_like(&like).unwrap().to_vec1::<f64>().unwrap(),
@@ -219,4 +222,53 @@ fn errors_are_typed() {
     // another depth is another (valid) path
     let mut shallow = BrownianPath::new(0, 0.0, 1.0).unwrap().with_depth(8).unwrap();
     assert_standard_normal(&normalised(&mut shallow, 0.9, 0.4), "depth 8");
+}
+
+/// RMS differences between an SDE sampler's results at 25/50, 50/100 and 100/200 steps, all with
+/// noise from `source(seed)` (a fresh source per run, as a user would).
+fn refinement_gaps<S: Solver>(solver: &S, source: impl Fn() -> Box<dyn NoiseSource>) -> Vec<f64> {
+    let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
+    let gm = GaussianMixture::example(6, 3, 4).unwrap();
+    let noise = Tensor::from_vec(SeededNoise::new(8).normal_vec(64 * 6), (64, 6), &Device::Cpu).unwrap();
+    let run = |steps: usize| {
+        let grid = Grid::new(&sd, &Spacing::Sigmas(SigmaSchedule::Karras { rho: 7.0 }), steps, End::Clean).unwrap();
+        let mut model = Model::new(gm.denoiser(&sd, Prediction::Epsilon), &sd, Prediction::Epsilon);
+        let x = (&noise * grid.points()[0].sigma).unwrap(); // start at the first level's noise
+        let mut src = source();
+        let out = sample_with(solver, &mut model, &grid, &x, src.as_mut(), |_| {}).unwrap();
+        out.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    };
+    let xs: Vec<Vec<f64>> = [25, 50, 100, 200].iter().map(|&n| run(n)).collect();
+    xs.windows(2)
+        .map(|w| (w[0].iter().zip(&w[1]).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / w[0].len() as f64).sqrt())
+        .collect()
+}
+
+#[test]
+fn sde_samplers_converge_on_one_path() {
+    // With iid noise per step, 100 and 200 steps of an SDE sampler are two different random
+    // samples; on one Brownian path they approximate the same pathwise solution, and refining
+    // the grid closes the gap (strong convergence), the property k-diffusion's Brownian-tree noise
+    // sampler exists for.
+    let brownian = || -> Box<dyn NoiseSource> {
+        let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
+        Box::new(BrownianPath::for_schedule(21, &sd, BrownianTime::KSigma).unwrap())
+    };
+    let iid = || -> Box<dyn NoiseSource> { Box::new(SeededNoise::new(21)) };
+    for (name, path, fresh) in [
+        (
+            "SDE-DPM-Solver++(2M)",
+            refinement_gaps(&SdeDpmSolverPP::order(2), brownian),
+            refinement_gaps(&SdeDpmSolverPP::order(2), iid),
+        ),
+        (
+            "Euler-ancestral",
+            refinement_gaps(&EulerAncestral::diffusers_default(), brownian),
+            refinement_gaps(&EulerAncestral::diffusers_default(), iid),
+        ),
+    ] {
+        println!("{name}: gaps 25/50, 50/100, 100/200 steps: Brownian path {path:.4?}, iid noise {fresh:.4?}");
+        assert!(path[2] < path[0] / 2.0, "{name}: refining does not converge on one path: {path:?}");
+        assert!(path[2] < fresh[2] / 4.0, "{name}: Brownian {path:?} vs iid {fresh:?}");
+    }
 }

@@ -382,8 +382,8 @@ fn names_round_trip() {
     }
     let err = "Karras".parse::<SigmaSchedule>().unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::UnknownName { what: "sigma schedule", .. }), "{err:?}");
-    assert!(msg.contains("\"Karras\""), "{msg}");
+    assert!(matches!(err, Error::UnknownSchedule { .. }), "{err:?}");
+    assert!(msg.contains("`Karras`"), "{msg}");
     for name in NAMES {
         assert!(msg.contains(name), "{msg} lacks {name}");
     }

@@ -341,15 +341,12 @@ impl FromStr for SigmaSchedule {
     /// use diffusion_samplers::{sigmas::SigmaSchedule, Error};
     /// assert_eq!("karras".parse::<SigmaSchedule>()?, SigmaSchedule::Karras { rho: 7.0 });
     /// let err = "karas".parse::<SigmaSchedule>().unwrap_err();
-    /// assert!(matches!(err, Error::UnknownName { .. }) && err.to_string().contains("karras"));
+    /// assert!(matches!(err, Error::UnknownSchedule { .. }) && err.to_string().contains("karras"));
     /// # Ok::<(), diffusion_samplers::Error>(())
     /// ```
     fn from_str(name: &str) -> Result<SigmaSchedule> {
-        SigmaSchedule::from_name(name).ok_or_else(|| Error::UnknownName {
-            what: "sigma schedule",
-            name: name.to_string(),
-            known: NAMES.join(", "),
-        })
+        SigmaSchedule::from_name(name)
+            .ok_or_else(|| Error::UnknownSchedule { name: name.to_string(), known: NAMES.join(", ") })
     }
 }
 
