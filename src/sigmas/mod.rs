@@ -24,7 +24,12 @@
 //! interpolated linearly in the training index, as ComfyUI's `ModelSamplingDiscrete.sigma(t)` and
 //! k-diffusion's `t_to_sigma` do (the same interpolation `DiscreteVp` uses for fractional times).
 //! `sigma_min` and `sigma_max` are the schedule's noise levels at its smallest and largest trained
-//! time (the table's ends: 0.0291675 and 14.614642 for Stable Diffusion's table).
+//! time (the table's ends: 0.0291672 and 14.614641 for Stable Diffusion's table). One difference
+//! remains in how a network is called between the levels: ComfyUI conditions a discrete model on
+//! the *nearest* training index (`ModelSamplingDiscrete.timestep` is an argmin over the table),
+//! while `DiscreteVp` passes the fractional index (k-diffusion's `sigma_to_t` without
+//! `quantize`). The table-based schedules (simple, ddim_uniform, beta) sit on integer indices, so
+//! both call the network at the same timesteps there.
 //!
 //! # Where the grid ends
 //!
