@@ -277,9 +277,10 @@ fn closed_forms() {
     ];
     for s in &sigma_range {
         // one step: sigma_max then 0; not ending clean, two levels from sigma_max to sigma_min
-        assert_close(&s.sigmas(&sd, 1, End::Clean).unwrap(), &[smax, 0.0], 1e-15, &format!("{s} 1 step"));
+        // (to rounding: kl_optimal's tan(atan(14.6)) amplifies an ulp about 20 times)
+        assert_close(&s.sigmas(&sd, 1, End::Clean).unwrap(), &[smax, 0.0], 1e-14, &format!("{s} 1 step"));
         let two = s.sigmas(&sd, 1, End::Min).unwrap();
-        assert!((two[0] / smax - 1.0).abs() < 1e-15 && (two[1] / smin - 1.0).abs() < 1e-14, "{s}: {two:?}");
+        assert!((two[0] / smax - 1.0).abs() < 1e-14 && (two[1] / smin - 1.0).abs() < 1e-14, "{s}: {two:?}");
         // End::At(t) moves sigma_min to the level at t
         let at = s.sigmas(&sd, 3, End::At(100.0)).unwrap();
         assert!((at[3] / sd.point(100.0).ksigma() - 1.0).abs() < 1e-14, "{s}: {at:?}");
