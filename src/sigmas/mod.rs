@@ -455,7 +455,7 @@ fn point_of_ksigma(schedule: &dyn Scheduler, ks: f64, index: usize, name: &str) 
 
 /// numpy's and torch's `linspace(start, end, n)` (`[start]` for `n = 1`), in f64.
 fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    crate::grid::linspace(start, end, n)
+    crate::math::numpy::linspace(start, end, n)
 }
 
 fn positive_finite(name: &str, what: &str, v: f64) -> Result<()> {

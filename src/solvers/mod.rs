@@ -34,6 +34,7 @@ pub use euler_ancestral::EulerAncestral;
 pub use heun::{Churn, Heun};
 pub use ipndm::{Ipndm, ZeroAlphaStart};
 pub use lms::Lms;
+pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::SdeDpmSolverPP;
 pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
