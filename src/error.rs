@@ -136,6 +136,15 @@ pub enum Error {
         known: String,
     },
 
+    /// A sigma schedule name ([`crate::sigmas::NAMES`]) that the crate does not know.
+    #[error("unknown sigma schedule `{name}`: use one of {known}")]
+    UnknownSchedule {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+
     /// The combination of options is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -9,6 +9,7 @@
 use crate::error::{config_err, Error, Result};
 use crate::math::numpy::{arange, linspace};
 use crate::schedule::{Point, Scheduler};
+use crate::sigmas::SigmaSchedule;
 
 /// How sampling times are placed between the schedule's start and the grid's [`End`].
 ///
@@ -51,6 +52,9 @@ pub enum Spacing {
     },
     /// diffusers' `trailing`: `round(arange(N, 0, -N / n)) - 1` (Lin et al. 2023, Table 2).
     Trailing,
+    /// A named sigma schedule: ComfyUI's list (`karras`, `simple`, `beta`, ...), k-diffusion's,
+    /// diffusers' beta sigmas or Align Your Steps; see [`crate::sigmas`].
+    Sigmas(SigmaSchedule),
 }
 
 /// diffusers' three timestep spacings (`set_timesteps` of its DDPM-family schedulers), written
@@ -270,6 +274,7 @@ impl Grid {
                 let ts = diffusers_timesteps(rule, n_train, spaced).into_iter().rev().take(steps);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
+            Spacing::Sigmas(named) => named.grid(schedule, steps, end),
         }
     }
 

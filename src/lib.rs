@@ -22,6 +22,10 @@
 //! Gaussian mixture with its exact denoiser and exact ODE solution; the `unet` feature adds a
 //! diffusers-compatible `UNet2DModel`.
 //!
+//! The sigma schedules people pick by name (ComfyUI's list, k-diffusion's, Align Your Steps) are
+//! [`SigmaSchedule`]s in [`sigmas`]; [`BrownianPath`] gives stochastic samplers noise that is the
+//! same for every step count.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use diffusion_samplers::{sample, testing::GaussianMixture, DiscreteVp, DpmSolverMultistep, End, Grid, Model, Prediction, Scheduler, Spacing};
@@ -41,6 +45,7 @@
 
 #![warn(missing_docs)]
 
+pub mod brownian;
 pub mod diffusers;
 mod error;
 pub mod grid;
@@ -51,11 +56,13 @@ pub mod noise;
 mod ops;
 pub mod sample;
 pub mod schedule;
+pub mod sigmas;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]
 pub mod unet;
 
+pub use brownian::{BrownianPath, BrownianTime};
 pub use error::{Error, Result};
 pub use grid::{is_denoising, End, Grid, Spacing, Step, StepKind};
 pub use math::multistep::MultistepWeights;
@@ -68,6 +75,7 @@ pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
     TablePrecision,
 };
+pub use sigmas::{AysModel, SigmaSchedule};
 pub use solvers::{nfe_of, steps_for_nfe, AnySolver, Solver, StepContext};
 pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, SolverType, ThirdOrder};
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};

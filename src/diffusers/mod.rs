@@ -56,7 +56,7 @@ mod options;
 mod problem;
 mod resolve;
 mod sampler;
-mod tables;
+pub(crate) mod tables;
 mod timesteps;
 
 pub use config::{
