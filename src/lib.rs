@@ -38,6 +38,8 @@ pub mod noise;
 mod ops;
 pub mod sample;
 pub mod schedule;
+#[cfg(feature = "stable-diffusion")]
+pub mod sd;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]
