@@ -180,15 +180,17 @@ pub enum Error {
 
     /// Two inputs that must agree in batch size do not (e.g. prompt embeddings and the noise).
     #[error(
-        "{what} have batch {got} but the noise has batch {expected}: give one row per image, or \
-         a batch that divides the noise batch (one prompt for several images)"
+        "{what} have batch {got} but {against} has batch {expected}: give one row per image, or a \
+         batch that divides it (one prompt for several images)"
     )]
     BatchMismatch {
         /// What has the wrong batch ("prompt embeddings", ...).
         what: &'static str,
         /// Its batch size.
         got: usize,
-        /// The noise's batch size.
+        /// What it is checked against ("the noise", ...).
+        against: &'static str,
+        /// That input's batch size.
         expected: usize,
     },
 

@@ -133,6 +133,12 @@ impl<U: TextUNet> TextConditioned<U> {
     }
 }
 
+impl<U> std::fmt::Debug for TextConditioned<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextConditioned").field("cond", &self.cond).finish_non_exhaustive()
+    }
+}
+
 impl<U: TextUNet> Denoiser for TextConditioned<U> {
     fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
         let (n, m) = (x.dim(0)?, self.cond.text.dim(0)?);
@@ -149,6 +155,7 @@ impl<U: TextUNet> Denoiser for TextConditioned<U> {
 /// The denoiser for a Stable Diffusion run: the conditional UNet alone, or, with a guidance scale
 /// above 1, [`ClassifierFreeGuidance`] around it (one UNet call on the batch
 /// `[uncond rows, cond rows]`).
+#[derive(Debug)]
 pub enum SdDenoiser<U> {
     /// No guidance (scale <= 1, e.g. the Turbo models).
     Conditional(TextConditioned<U>),
@@ -172,7 +179,7 @@ impl<U: TextUNet> Denoiser for SdDenoiser<U> {
 /// of batch `k` serves `batch / k` latents per prompt.
 ///
 /// Errors: [`Error::BatchMismatch`] when a conditioning's batch does not divide `batch`, or the
-/// two conditionings differ in batch; [`Error::InvalidConfig`] for a guidance scale that is not
+/// negative one has neither batch 1 nor the prompt's batch; [`Error::InvalidConfig`] for a guidance scale that is not
 /// finite or guidance without `uncond`.
 pub fn denoiser<U: TextUNet>(
     unet: U,
@@ -187,7 +194,7 @@ pub fn denoiser<U: TextUNet>(
     let expand = |c: &Conditioning, what: &'static str| -> Result<Conditioning> {
         let m = c.batch()?;
         if m == 0 || batch == 0 || batch % m != 0 {
-            return Err(Error::BatchMismatch { what, got: m, expected: batch });
+            return Err(Error::BatchMismatch { what, got: m, against: "the noise", expected: batch });
         }
         if m == batch {
             Ok(c.clone())
@@ -195,6 +202,7 @@ pub fn denoiser<U: TextUNet>(
             c.repeat_rows(batch / m)
         }
     };
+    let c_rows = cond.batch()?;
     let cond = expand(cond, "prompt embeddings")?;
     if guidance <= 1.0 {
         return Ok(SdDenoiser::Conditional(TextConditioned::new(unet, cond)));
@@ -204,6 +212,15 @@ pub fn denoiser<U: TextUNet>(
             "guidance scale {guidance} > 1 needs the unconditional (negative or empty prompt) conditioning"
         ))
     })?;
+    let (m, k) = (uncond.batch()?, c_rows);
+    if m != 1 && m != k {
+        return Err(Error::BatchMismatch {
+            what: "negative prompt embeddings",
+            got: m,
+            against: "prompt embeddings",
+            expected: k,
+        });
+    }
     let uncond = expand(uncond, "negative prompt embeddings")?;
     let both = uncond.cat(&cond)?;
     Ok(SdDenoiser::Guided(ClassifierFreeGuidance {

@@ -68,7 +68,9 @@ impl UNetSpec {
                 other => return Err(f.err("down_block_types", &format!("block type {other} is not supported"))),
             };
             if heads[i] == 0 || channels[i] % heads[i] != 0 {
-                return Err(f.err("attention_head_dim", &format!("{} heads do not divide {} channels", heads[i], channels[i])));
+                return Err(
+                    f.err("attention_head_dim", &format!("{} heads do not divide {} channels", heads[i], channels[i]))
+                );
             }
             blocks.push(BlockConfig { out_channels: channels[i], use_cross_attn: cross, attention_head_dim: heads[i] });
         }
@@ -101,7 +103,9 @@ impl UNetSpec {
                 time_embed_dim: f.usize_or("addition_time_embed_dim", 256)?,
                 input_dim: f.usize_or("projection_class_embeddings_input_dim", 2816)?,
             }),
-            Some(other) => return Err(f.err("addition_embed_type", &format!("{other} is not supported (only \"text_time\")"))),
+            Some(other) => {
+                return Err(f.err("addition_embed_type", &format!("{other} is not supported (only \"text_time\")")))
+            }
         };
         Ok(UNetSpec {
             config,
@@ -146,7 +150,9 @@ impl VaeSpec {
             return Err(f.err("block_out_channels", "is empty"));
         }
         if !config.use_quant_conv {
-            return Err(f.err("use_quant_conv", "is false; only VAEs with a quant_conv (SD 1.x / 2.x / XL) are supported"));
+            return Err(
+                f.err("use_quant_conv", "is false; only VAEs with a quant_conv (SD 1.x / 2.x / XL) are supported")
+            );
         }
         let scaling_factor = f.f64_or("scaling_factor", 0.18215)?;
         if !(scaling_factor > 0.0 && scaling_factor.is_finite()) {
@@ -177,13 +183,19 @@ impl Fields<'_> {
     fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(x) => x.as_u64().map(|u| u as usize).ok_or_else(|| self.err(key, &format!("{x} is not a non-negative integer"))),
+            Some(x) => x
+                .as_u64()
+                .map(|u| u as usize)
+                .ok_or_else(|| self.err(key, &format!("{x} is not a non-negative integer"))),
         }
     }
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
         match self.v.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(x) => x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| self.err(key, &format!("{x} is not a finite number"))),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| self.err(key, &format!("{x} is not a finite number"))),
         }
     }
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -221,7 +233,9 @@ enum Patch {
     /// Make the VAE posterior's log-variance -10^4 (standard deviation exactly 0), so that
     /// candle-transformers' `DiagonalGaussianDistribution::sample()` returns the posterior mean
     /// (its `mean` field is private): the deterministic encoding inversion and img2img need.
-    PosteriorMean { latent: usize },
+    PosteriorMean {
+        latent: usize,
+    },
 }
 
 /// A safetensors-backed VarBuilder backend that remembers the first missing or misshapen tensor
@@ -375,14 +389,30 @@ impl SdFolder {
                     .into(),
             });
         }
-        let unet_files = component(&root, "unet", &["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"])?;
-        let vae_files = component(&root, "vae", &["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"])?;
+        // the UNet first: its config tells which model the folder holds
+        let unet_files = component(
+            &root,
+            "unet",
+            &["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"],
+        )?;
+        let unet = UNetSpec::from_json(&read(&unet_files.config)?, &rel(&root, &unet_files.config))?;
+        check_unet_version(&unet, version, &rel(&root, &unet_files.config))?;
+        let vae_files = component(
+            &root,
+            "vae",
+            &["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"],
+        )?;
+        let vae = VaeSpec::from_json(&read(&vae_files.config)?, &rel(&root, &vae_files.config))?;
         let n_text = if version.is_xl() { 2 } else { 1 };
         let mut text_encoders = Vec::new();
         let mut tokenizers = Vec::new();
         for i in 0..n_text {
             let suffix = if i == 0 { String::new() } else { format!("_{}", i + 1) };
-            text_encoders.push(component(&root, &format!("text_encoder{suffix}"), &["model.safetensors", "model.fp16.safetensors"])?);
+            text_encoders.push(component(
+                &root,
+                &format!("text_encoder{suffix}"),
+                &["model.safetensors", "model.fp16.safetensors"],
+            )?);
             let tok = root.join(format!("tokenizer{suffix}"));
             if !tok.join("tokenizer.json").is_file() {
                 for f in ["vocab.json", "merges.txt"] {
@@ -393,37 +423,14 @@ impl SdFolder {
         }
         let scheduler_config = root.join("scheduler").join("scheduler_config.json");
         require(&scheduler_config, "the scheduler config")?;
-
-        let unet = UNetSpec::from_json(&read(&unet_files.config)?, &rel(&root, &unet_files.config))?;
-        let vae = VaeSpec::from_json(&read(&vae_files.config)?, &rel(&root, &vae_files.config))?;
-        let folder = SdFolder { root, version, unet, unet_files, vae, vae_files, text_encoders, tokenizers, scheduler_config };
-        folder.check_version()?;
+        let folder =
+            SdFolder { root, version, unet, unet_files, vae, vae_files, text_encoders, tokenizers, scheduler_config };
+        folder.check_text_encoders()?;
         Ok(folder)
     }
 
-    fn check_version(&self) -> Result<()> {
+    fn check_text_encoders(&self) -> Result<()> {
         let v = self.version;
-        let unet_src = rel(&self.root, &self.unet_files.config);
-        let other = |field: &str, got: String, needed: String| Error::ModelConfig {
-            field: format!("{unet_src}: {field}"),
-            reason: format!(
-                "is {got} but {} needs {needed}: the folder holds another model's weights; pass the model \
-                 these weights are for, or the folder of {}",
-                v.name(),
-                v.name()
-            ),
-        };
-        let cross = self.unet.config.cross_attention_dim;
-        if cross != v.cross_attention_dim() {
-            return Err(other("cross_attention_dim", format!("{cross} ({})", SdVersion::family_of_cross_dim(cross)), v.cross_attention_dim().to_string()));
-        }
-        if self.unet.added.is_some() != v.is_xl() {
-            let (got, needed) = if v.is_xl() { ("absent", "\"text_time\"") } else { ("\"text_time\" (SDXL)", "none") };
-            return Err(other("addition_embed_type", got.into(), needed.into()));
-        }
-        if self.unet.in_channels != 4 {
-            return Err(other("in_channels", format!("{} (an inpainting or other conditioned UNet)", self.unet.in_channels), "4".into()));
-        }
         for (i, (c, (hidden, layers))) in self.text_encoders.iter().zip(v.text_encoder_sizes()).enumerate() {
             let src = rel(&self.root, &c.config);
             let json: Value = serde_json::from_str(&read(&c.config)?)
@@ -446,6 +453,32 @@ impl SdFolder {
         }
         Ok(())
     }
+}
+
+fn check_unet_version(unet: &UNetSpec, v: SdVersion, unet_src: &str) -> Result<()> {
+    let other = |field: &str, got: String, needed: String| Error::ModelConfig {
+        field: format!("{unet_src}: {field}"),
+        reason: format!(
+            "is {got} but {} needs {needed}: the folder holds another model's weights; pass the model these \
+             weights are for, or the folder of {}",
+            v.name(),
+            v.name()
+        ),
+    };
+    let cross = unet.config.cross_attention_dim;
+    if cross != v.cross_attention_dim() {
+        let got = format!("{cross} ({})", SdVersion::family_of_cross_dim(cross));
+        return Err(other("cross_attention_dim", got, v.cross_attention_dim().to_string()));
+    }
+    if unet.added.is_some() != v.is_xl() {
+        let (got, needed) = if v.is_xl() { ("absent", "\"text_time\"") } else { ("\"text_time\" (SDXL)", "none") };
+        return Err(other("addition_embed_type", got.into(), needed.into()));
+    }
+    if unet.in_channels != 4 {
+        let got = format!("{} (an inpainting or otherwise conditioned UNet)", unet.in_channels);
+        return Err(other("in_channels", got, "4".into()));
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String> {

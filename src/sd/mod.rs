@@ -67,7 +67,8 @@ pub enum SdVersion {
 
 impl SdVersion {
     /// Every version, for help texts.
-    pub const ALL: [SdVersion; 5] = [SdVersion::V1_5, SdVersion::V2_1, SdVersion::Xl, SdVersion::Turbo, SdVersion::XlTurbo];
+    pub const ALL: [SdVersion; 5] =
+        [SdVersion::V1_5, SdVersion::V2_1, SdVersion::Xl, SdVersion::Turbo, SdVersion::XlTurbo];
 
     /// The command-line name (`sd15`, `sd21`, `sdxl`, `sd-turbo`, `sdxl-turbo`).
     pub fn name(self) -> &'static str {

@@ -44,7 +44,10 @@ impl TextEncoders {
             let path = &files.weights;
             let err = |e: candle_core::Error| Error::ModelFile {
                 path: path.display().to_string(),
-                reason: format!("cannot load the text encoder ({e}): the file does not match {}'s text encoder", v.name()),
+                reason: format!(
+                    "cannot load the text encoder ({e}): the file does not match {}'s text encoder",
+                    v.name()
+                ),
             };
             // SAFETY: read-only memory map; the file must not change while the weights are copied.
             let vs = unsafe { nn::VarBuilder::from_mmaped_safetensors(&[path], dtype, device) }.map_err(err)?;
@@ -116,7 +119,9 @@ impl Conditioning {
     /// prompt, diffusers' `force_zeros_for_empty_prompt`); `time_ids` are kept.
     pub fn zeroed(&self) -> Result<Conditioning> {
         let added = match &self.added {
-            Some(a) => Some(AddedConditioning { text_embeds: a.text_embeds.zeros_like()?, time_ids: a.time_ids.clone() }),
+            Some(a) => {
+                Some(AddedConditioning { text_embeds: a.text_embeds.zeros_like()?, time_ids: a.time_ids.clone() })
+            }
             None => None,
         };
         Ok(Conditioning { text: self.text.zeros_like()?, added })

@@ -142,7 +142,8 @@ impl XlUNet {
                         use_linear_projection: config.use_linear_projection,
                         transformer_layers_per_block: layers,
                     };
-                    let b = CrossAttnDownBlock2D::new(vsi, in_ch, out_channels, Some(time_embed_dim), use_flash_attn, cfg)?;
+                    let b =
+                        CrossAttnDownBlock2D::new(vsi, in_ch, out_channels, Some(time_embed_dim), use_flash_attn, cfg)?;
                     Down::CrossAttn(b)
                 }
                 None => Down::Basic(DownBlock2D::new(vsi, in_ch, out_channels, Some(time_embed_dim), db)?),
@@ -198,7 +199,8 @@ impl XlUNet {
             });
         }
 
-        let conv_norm_out = nn::group_norm(config.norm_num_groups, b_channels, config.norm_eps, vs.pp("conv_norm_out"))?;
+        let conv_norm_out =
+            nn::group_norm(config.norm_num_groups, b_channels, config.norm_eps, vs.pp("conv_norm_out"))?;
         let conv_out = nn::conv2d(b_channels, out_channels, 3, conv_cfg, vs.pp("conv_out"))?;
         Ok(XlUNet {
             conv_in,
@@ -240,7 +242,8 @@ impl XlUNet {
                 if rows != n {
                     candle_core::bail!("added conditioning time_ids have batch {rows}, the latents {n}");
                 }
-                let time_embeds = a.time_proj.forward(&ids.flatten_all()?)?.reshape((n, k * a.config.time_embed_dim))?;
+                let time_embeds =
+                    a.time_proj.forward(&ids.flatten_all()?)?.reshape((n, k * a.config.time_embed_dim))?;
                 let add = Tensor::cat(&[&c.text_embeds.to_dtype(x.dtype())?, &time_embeds], 1)?;
                 emb = (emb + a.embedding.forward(&add)?)?;
             }
