@@ -1,1 +1,357 @@
-fn main() {}
+//! Stable Diffusion 1.5 / 2.1 / XL / SD-Turbo / SDXL-Turbo on candle-transformers, sampled by
+//! this crate: text-to-image with any solver or any diffusers `scheduler_config.json`, img2img,
+//! and DDIM-style inversion of an image. Weights come from a local diffusers-layout folder (see
+//! the README's "Use it with Stable Diffusion").
+//!
+//! ```text
+//! cargo run --release --features stable-diffusion --example stable_diffusion -- \
+//!     --weights weights/stable-diffusion-v1-5 --model sd15 --prompt "a lighthouse at dusk" --solver dpmpp_2m --steps 20
+//! ```
+//!
+//! Everything model-specific is in `diffusion_samplers::sd`; this file parses arguments,
+//! tokenizes, and writes PNGs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use clap::{Parser, ValueEnum};
+use diffusion_samplers::diffusers::{DiffusersSampler, SchedulerClass};
+use diffusion_samplers::sd::{self, Conditioning, SdFolder, SdVersion, TextEncoders};
+use diffusion_samplers::{
+    add_noise, sample_with, Ddim, Ddpm, Deis, Denoiser, DpmSolverMultistep, DpmSolverSinglestep, End, Euler,
+    EulerAncestral, Grid, Heun, Ipndm, Lms, Model, NoiseSource, Progress, SdeDpmSolverPP, SeededNoise, Solver, Spacing,
+    UniPc,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokenizers::Tokenizer;
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug)]
+#[command(about = "Stable Diffusion through candle-transformers, sampled by diffusion-samplers")]
+struct Args {
+    /// Folder of a diffusers-layout download (unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Which model the folder holds: sd15, sd21, sdxl, sd-turbo, sdxl-turbo.
+    #[arg(long)]
+    model: SdVersion,
+    /// The prompt.
+    #[arg(long, default_value = "a photograph of an astronaut riding a horse")]
+    prompt: String,
+    /// The negative prompt (the unconditional half of classifier-free guidance).
+    #[arg(long, default_value = "")]
+    negative: String,
+    /// Sampling steps (default: 30; 1 for the Turbo models).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Guidance scale; <= 1 turns classifier-free guidance off (default: 7.5; 5 for SDXL; 0 for Turbo).
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// Image width in pixels, a multiple of 8 (default: the model's size).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Image height in pixels, a multiple of 8.
+    #[arg(long)]
+    height: Option<usize>,
+    /// Images to generate (one prompt for all).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Seed of the starting noise (and of stochastic solvers).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One of this crate's solvers by name (ddim, euler, euler_ancestral, heun, lms, dpmpp_2m,
+    /// dpmpp_3m, dpm_2m, dpmpp_2s, dpmpp_3s, dpmpp_sde, deis_3, unipc, ipndm, ddpm) on a `--spacing`
+    /// grid. Without it the folder's (or `--scheduler`'s) diffusers scheduler runs, exactly as
+    /// diffusers would.
+    #[arg(long)]
+    solver: Option<String>,
+    /// Spacing of the `--solver` grid.
+    #[arg(long, value_enum, default_value_t = SpacingArg::Trailing)]
+    spacing: SpacingArg,
+    /// A diffusers scheduler_config.json to sample with instead of the folder's.
+    #[arg(long)]
+    scheduler: Option<PathBuf>,
+    /// Switch the scheduler config to another diffusers class (e.g. DPMSolverMultistepScheduler),
+    /// as `Class.from_config(pipe.scheduler.config)`.
+    #[arg(long)]
+    scheduler_class: Option<String>,
+    /// img2img: start from this PNG (the output's size), noised to `--strength`.
+    #[arg(long)]
+    init_image: Option<PathBuf>,
+    /// img2img strength in [0, 1]: the fraction of the steps that run.
+    #[arg(long, default_value_t = 0.6)]
+    strength: f64,
+    /// Invert this PNG to noise with the deterministic `--solver` (default ddim) under the prompt,
+    /// regenerate it from that noise, and write the reconstruction.
+    #[arg(long)]
+    invert: Option<PathBuf>,
+    /// Run the UNet and text encoders in F16 (GPU); the VAE stays in F32.
+    #[arg(long)]
+    f16: bool,
+    /// Output PNG (with a batch, `-<i>` is inserted before the extension).
+    #[arg(long, default_value = "stable_diffusion.png")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SpacingArg {
+    /// diffusers' `trailing` (Lin et al. 2023): starts at the last training timestep.
+    Trailing,
+    /// diffusers' `leading` with `steps_offset = 1` (the SD 1.5 / 2.1 configs).
+    Leading,
+    /// Karras et al. 2022 (rho = 7).
+    Karras,
+    /// Uniform in log-SNR (DPM-Solver's recommendation).
+    Lambda,
+}
+
+impl SpacingArg {
+    fn spacing(self) -> Spacing {
+        match self {
+            SpacingArg::Trailing => Spacing::Trailing,
+            SpacingArg::Leading => Spacing::Leading { steps_offset: 1, skip_zero: false },
+            SpacingArg::Karras => Spacing::Karras { rho: 7.0 },
+            SpacingArg::Lambda => Spacing::UniformLambda,
+        }
+    }
+}
+
+fn main() -> Result<(), AnyError> {
+    let args = Args::parse();
+    let v = args.model;
+    let device = Device::cuda_if_available(0)?;
+    let dtype = if args.f16 { DType::F16 } else { DType::F32 };
+    let (width, height) = (args.width.unwrap_or(v.default_size()), args.height.unwrap_or(v.default_size()));
+    let steps = args.steps.unwrap_or(v.default_steps());
+    let guidance = args.guidance.unwrap_or(if args.invert.is_some() { 1.0 } else { v.default_guidance() });
+    let shape = sd::latent_shape(args.batch, width, height)?;
+
+    // the folder is checked before anything is loaded
+    let folder = SdFolder::open(&args.weights, v)?;
+    let input = match (&args.init_image, &args.invert) {
+        (Some(p), None) | (None, Some(p)) => Some(load_png(p, width, height, &device)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err("use --init-image or --invert, not both".into()),
+    };
+    let t0 = Instant::now();
+    let text = TextEncoders::load(&folder, &device, dtype)?;
+    let cond = encode(&folder, &text, &args.prompt, width, height)?;
+    let uncond = if guidance <= 1.0 {
+        None
+    } else if v.is_xl() && args.negative.is_empty() {
+        Some(cond.zeroed()?) // SDXL's force_zeros_for_empty_prompt
+    } else {
+        Some(encode(&folder, &text, &args.negative, width, height)?)
+    };
+    drop(text);
+    let unet = folder.unet.load(&folder.unet_files.weights, &device, dtype)?;
+    let vae = folder.vae.load(&folder.vae_files.weights, &device, DType::F32)?;
+    println!("loaded {} from {} in {:.1} s on {device:?}", v, args.weights.display(), t0.elapsed().as_secs_f64());
+
+    let mut diffusers = match &args.scheduler {
+        Some(p) => DiffusersSampler::from_file(p)?,
+        None => DiffusersSampler::from_file(&folder.scheduler_config)?,
+    };
+    if let Some(name) = &args.scheduler_class {
+        let class =
+            SchedulerClass::from_name(name).ok_or_else(|| format!("unknown diffusers scheduler class {name}"))?;
+        diffusers = diffusers.switch_to(class)?;
+    }
+    let schedule = diffusers.schedule()?;
+    let noise = SeededNoise::new(args.seed).noise_like(&Tensor::zeros(shape, DType::F32, &device)?)?;
+    let den = sd::denoiser(&unet, &cond, uncond.as_ref(), guidance, args.batch)?;
+
+    let t1 = Instant::now();
+    let (latents, nfe, what) = if let Some(image) = input {
+        let x0 = vae.encode(&image)?.repeat((args.batch, 1, 1, 1))?;
+        let solver = args.solver.clone().unwrap_or_else(|| "ddim".into());
+        let grid_end = if args.invert.is_some() { End::Min } else { End::Clean };
+        let grid = Grid::new(schedule.as_ref(), &args.spacing.spacing(), steps, grid_end)?;
+        let mut model = Model::new(den, schedule.as_ref(), diffusers.prediction()).with_model_dtype(dtype);
+        if args.invert.is_some() {
+            let inverted = run_named(&solver, &mut model, &grid.reversed()?, &x0, args.seed)?;
+            let back = run_named(&solver, &mut model, &grid, &inverted, args.seed)?;
+            let rms = |t: &Tensor| -> candle_core::Result<f64> {
+                t.sqr()?.mean_all()?.to_scalar::<f32>().map(|v| (v as f64).sqrt())
+            };
+            println!(
+                "inversion: latent round-trip RMS error {:.4} (latent RMS {:.4}); inverted noise RMS {:.4}",
+                rms(&(&back - &x0)?)?,
+                rms(&x0)?,
+                rms(&inverted)?
+            );
+            (back, model.nfe(), format!("inverted and regenerated with {solver}"))
+        } else {
+            let part = grid.img2img(args.strength)?;
+            let start = add_noise(&x0, &noise, &part.points()[0])?;
+            let out = run_named(&solver, &mut model, &part, &start, args.seed)?;
+            (out, model.nfe(), format!("img2img with {solver}, strength {}", args.strength))
+        }
+    } else if let Some(solver) = &args.solver {
+        let grid = Grid::new(schedule.as_ref(), &args.spacing.spacing(), steps, End::Clean)?;
+        let mut model = Model::new(den, schedule.as_ref(), diffusers.prediction()).with_model_dtype(dtype);
+        let out = run_named(solver, &mut model, &grid, &noise, args.seed)?;
+        (out, model.nfe(), format!("{solver} on a {:?} grid", args.spacing))
+    } else {
+        let plan = diffusers.plan(steps)?;
+        let bar = bar(plan.timesteps.len());
+        let mut counted = Counted { inner: den, bar: &bar, dtype };
+        let class = diffusers.class().name();
+        let run = diffusers.seed(args.seed).run(&mut counted, &noise, steps, None)?;
+        bar.finish_and_clear();
+        (run.sample, run.nfe, format!("diffusers' {class}"))
+    };
+    let secs = t1.elapsed().as_secs_f64();
+    println!(
+        "{what}: {steps} steps, {nfe} network evaluations, {secs:.2} s ({:.3} s per evaluation)",
+        secs / nfe.max(1) as f64
+    );
+
+    let images = vae.decode(&latents.to_dtype(DType::F32)?)?;
+    for i in 0..args.batch {
+        let (rgb, w, h) = sd::tensor_to_image(&images.get(i)?)?;
+        let path = output_path(&args.out, i, args.batch);
+        image::save_buffer(&path, &rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Run the solver called `name` with a progress bar. (To be replaced by the crate's run-time
+/// solver registry.)
+fn run_named(name: &str, model: &mut Model, grid: &Grid, x: &Tensor, seed: u64) -> Result<Tensor, AnyError> {
+    fn go<S: Solver>(s: &S, model: &mut Model, grid: &Grid, x: &Tensor) -> Result<Tensor, AnyError> {
+        let bar = bar(grid.len());
+        let out = sample_with(s, model, grid, x, |p: &Progress| bar.set_position(p.step as u64))?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+    match name {
+        "ddim" => go(&Ddim::default(), model, grid, x),
+        "euler" => go(&Euler, model, grid, x),
+        "euler_ancestral" => go(&EulerAncestral { seed, ..Default::default() }, model, grid, x),
+        "heun" => go(&Heun::default(), model, grid, x),
+        "lms" => go(&Lms::default(), model, grid, x),
+        "dpmpp_2m" => go(&DpmSolverMultistep::pp(2), model, grid, x),
+        "dpmpp_3m" => go(&DpmSolverMultistep::pp(3), model, grid, x),
+        "dpm_2m" => go(&DpmSolverMultistep::noise(2), model, grid, x),
+        "dpmpp_2s" => go(&DpmSolverSinglestep::pp(2), model, grid, x),
+        "dpmpp_3s" => go(&DpmSolverSinglestep::pp(3), model, grid, x),
+        "dpmpp_sde" => go(&SdeDpmSolverPP { seed, ..Default::default() }, model, grid, x),
+        "deis_3" => go(&Deis::default(), model, grid, x),
+        "unipc" => go(&UniPc::default(), model, grid, x),
+        "ipndm" => go(&Ipndm::default(), model, grid, x),
+        "ddpm" => go(&Ddpm { seed, ..Ddpm::diffusers_default() }, model, grid, x),
+        other => Err(format!("unknown solver {other}: see --help for the names").into()),
+    }
+}
+
+/// The UNet denoiser with a progress tick per evaluation (diffusers' loop calls it once per
+/// timestep), casting to the model dtype as `Model::with_model_dtype` does on the solver path.
+struct Counted<'a, D> {
+    inner: D,
+    bar: &'a ProgressBar,
+    dtype: DType,
+}
+
+impl<D: Denoiser> Denoiser for Counted<'_, D> {
+    fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
+        let out = self.inner.denoise(&x.to_dtype(self.dtype)?, model_time)?.to_dtype(x.dtype())?;
+        self.bar.inc(1);
+        Ok(out)
+    }
+}
+
+fn bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise} < {eta_precise}]") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The prompt's token ids for each of the model's tokenizers, encoded.
+fn encode(
+    folder: &SdFolder,
+    text: &TextEncoders,
+    prompt: &str,
+    width: usize,
+    height: usize,
+) -> Result<Conditioning, AnyError> {
+    let mut ids = Vec::new();
+    for dir in &folder.tokenizers {
+        ids.push(clip_tokens(dir, prompt)?);
+    }
+    Ok(text.encode(&ids, width, height)?)
+}
+
+/// CLIP tokenization as transformers' `CLIPTokenizer(prompt, padding="max_length",
+/// max_length=77, truncation=True)`: `[BOS] tokens[..75] [EOS]`, padded with the folder's pad token.
+fn clip_tokens(dir: &Path, prompt: &str) -> Result<Vec<u32>, AnyError> {
+    let tok = clip_tokenizer(dir)?;
+    let id = |t: &str| tok.token_to_id(t).ok_or_else(|| format!("{} has no token {t}", dir.display()));
+    let (bos, eos) = (id("<|startoftext|>")?, id("<|endoftext|>")?);
+    let pad = id(&pad_token(dir).unwrap_or_else(|| "<|endoftext|>".into()))?;
+    let enc = tok.encode(prompt, false).map_err(|e| format!("tokenizing the prompt: {e}"))?;
+    let mut ids = vec![bos];
+    ids.extend(enc.get_ids().iter().take(sd::MAX_TOKENS - 2));
+    ids.push(eos);
+    ids.resize(sd::MAX_TOKENS, pad);
+    Ok(ids)
+}
+
+/// The pad token from `special_tokens_map.json` (`"!"` for SD 2.x and SDXL's second tokenizer).
+fn pad_token(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("special_tokens_map.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match v.get("pad_token")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => other.get("content")?.as_str().map(str::to_string),
+    }
+}
+
+/// `tokenizer.json` if the folder has one, else transformers' `CLIPTokenizerFast` pipeline built
+/// from `vocab.json` and `merges.txt`: NFC, whitespace runs to one space, lowercase; CLIP's split
+/// pattern; byte-level BPE with the `</w>` end-of-word suffix.
+fn clip_tokenizer(dir: &Path) -> Result<Tokenizer, AnyError> {
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::normalizers::{Lowercase, Replace, Sequence, NFC};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::SplitDelimiterBehavior;
+    let json = dir.join("tokenizer.json");
+    if json.is_file() {
+        return Tokenizer::from_file(&json).map_err(|e| format!("{}: {e}", json.display()).into());
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let bpe = BPE::from_file(&vocab.display().to_string(), &merges.display().to_string())
+        .unk_token("<|endoftext|>".into())
+        .end_of_word_suffix("</w>".into())
+        .build()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tok = Tokenizer::new(bpe);
+    let ws = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")?;
+    tok.with_normalizer(Some(Sequence::new(vec![NFC.into(), ws.into(), Lowercase.into()])))?;
+    let pattern = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+    let split = Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Removed, true)?;
+    tok.with_pre_tokenizer(Some(PreSequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()])));
+    Ok(tok)
+}
+
+fn load_png(path: &Path, width: usize, height: usize, device: &Device) -> Result<Tensor, AnyError> {
+    let img = image::open(path).map_err(|e| format!("{}: {e} (PNG images only)", path.display()))?.to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    sd::check_input_image(w, h, width, height)?;
+    Ok(sd::image_to_tensor(img.as_raw(), w, h, device)?)
+}
+
+fn output_path(out: &Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map_or("stable_diffusion".into(), |s| s.to_string_lossy().to_string());
+    out.with_file_name(format!("{stem}-{i}.png"))
+}

@@ -44,7 +44,7 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 
 pub use adapter::{denoiser, AddedConditioning, Conditioning, SdDenoiser, TextConditioned, TextUNet};
 pub use folder::{Component, SdFolder, UNetSpec, VaeSpec};
-pub use text::TextEncoders;
+pub use text::{TextEncoders, MAX_TOKENS};
 pub use xl::{AddedEmbedConfig, XlUNet};
 
 use crate::error::{Error, Result};
