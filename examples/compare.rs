@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --features unet --example compare
-//! cargo run --release --features unet --example compare -- --rows dpm2m:lambda,dpm2m:karras,dpm2m:quadratic --n 32
+//! cargo run --release --features unet --example compare -- --rows dpmpp_2m_lof:lambda,dpmpp_2m_lof:karras,dpmpp_2m_lof:quadratic --n 32
 //! ```
 //!
 //! The reference is a 500-step DPM-Solver++(3M) solve on a uniform-logSNR grid from the same
@@ -21,13 +21,14 @@ mod unet_common;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use diffusion_samplers::{Model, Prediction, Spacing};
+use diffusion_samplers::{sample, sample_with, AnySolver, Model, Prediction, SeededNoise, Spacing};
 use text::{annotate, register_font, Caption};
 use unet_common::*;
 
 const USAGE: &str = "\
 usage: compare [--rows LIST] [--nfe LIST] [--n N] [--show K] [--seed N] [--ref-steps N] [--out FILE.png] [--model DIR]
-  --rows       comma-separated solver[:spacing] (default ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3)
+  --rows       comma-separated solver[:spacing] (default ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,
+               unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof)
   --nfe        comma-separated evaluation budgets (default 5,10,20)
   --n          samples per cell used for the RMSE (default 16)   --show  samples drawn per cell (default 4)
   --ref-steps  steps of the DPM-Solver++(3M) reference (default 500)
@@ -35,15 +36,15 @@ usage: compare [--rows LIST] [--nfe LIST] [--n N] [--show K] [--seed N] [--ref-s
 
 fn main() -> AnyResult<()> {
     let args = Args::parse(USAGE);
-    let rows: Vec<(SolverName, Spacing)> = args
-        .str("rows", "ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3")
+    let rows: Vec<(AnySolver, Spacing)> = args
+        .str("rows", "ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof")
         .split(',')
-        .map(|r| -> AnyResult<(SolverName, Spacing)> {
+        .map(|r| -> AnyResult<(AnySolver, Spacing)> {
             let mut it = r.splitn(2, ':');
-            let solver = SolverName::parse(it.next().unwrap_or(""))?;
+            let solver = solver(it.next().unwrap_or(""))?;
             let spacing = match it.next() {
                 Some(s) => parse_spacing(s)?,
-                None => solver.default_spacing(&Spacing::TimeQuadratic),
+                None => default_spacing(&solver, &Spacing::TimeQuadratic),
             };
             Ok((solver, spacing))
         })
@@ -70,8 +71,9 @@ fn main() -> AnyResult<()> {
     let t0 = Instant::now();
     let bar = Bar::new(ref_steps as u64, "reference (3M)");
     let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+    let ref_grid = grid(&schedule, &Spacing::UniformLambda, ref_steps)?;
     let reference =
-        run(SolverName::Dpm3m, &mut model, &grid(&schedule, &Spacing::UniformLambda, ref_steps)?, &x_t, |p| {
+        sample_with(&solver("dpmpp_3m_lof")?, &mut model, &ref_grid, &x_t, &mut SeededNoise::new(0), |p| {
             bar.set(p.step as u64)
         })?;
     bar.done();
@@ -93,9 +95,9 @@ fn main() -> AnyResult<()> {
         let mut errs = Vec::new();
         let row_start = Instant::now();
         for &nfe in &budgets {
-            let steps = solver.steps_for_nfe(nfe);
+            let steps = steps_within(solver, nfe)?;
             let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
-            let y = run(*solver, &mut model, &grid(&schedule, spacing, steps)?, &x_t, |_| {})?;
+            let y = sample(solver, &mut model, &grid(&schedule, spacing, steps)?, &x_t)?;
             done += nfe as u64;
             bar.set(done);
             errs.push((model.nfe(), rmse(&y, &reference)?));
@@ -104,7 +106,7 @@ fn main() -> AnyResult<()> {
         row_cells.push(reference.narrow(0, 0, show)?);
         cells.push(row_cells);
         let row_secs = row_start.elapsed().as_secs_f64();
-        table.push((format!("{} [{}]", label(*solver), spacing_name(spacing)), errs, row_secs));
+        table.push((format!("{solver} [{}]", spacing_name(spacing)), errs, row_secs));
     }
     bar.done();
     let secs = t0.elapsed().as_secs_f64();

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --features unet --example mnist
-//! cargo run --release --features unet --example mnist -- --solver dpm3m --steps 20 --seed 7 --n 100 --out digits.png
+//! cargo run --release --features unet --example mnist -- --solver dpmpp_3m_lof --steps 20 --seed 7 --n 100 --out digits.png
 //! ```
 //!
 //! Default: 64 digits with DPM-Solver++(2M) in 10 steps (10 network evaluations) on a
@@ -16,14 +16,14 @@ mod unet_common;
 
 use std::time::Instant;
 
-use diffusion_samplers::Model;
-use diffusion_samplers::Prediction;
+use diffusion_samplers::{sample_with, Model, Prediction, SeededNoise, Solver};
 use unet_common::*;
 
 const USAGE: &str = "\
 usage: mnist [--solver NAME] [--steps N] [--spacing S] [--seed N] [--n N] [--batch N] [--out FILE.png]
              [--save-tensor FILE.safetensors] [--model DIR]
-  --solver   ddim, euler, heun, dpm2m, dpm3m, dpm3m-fixed, unipc2, unipc3, deis3 (default dpm2m)
+  --solver   a solver name: ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof, dpmpp_3m, unipc_bh2_2_lof,
+             unipc_bh2_3_lof, deis_3_lof, ... (default dpmpp_2m_lof)
   --steps    solver steps (default 10; NFE = steps, Heun 2*steps-1)
   --spacing  quadratic, lambda, karras, uniform, trailing, leading    (default quadratic)
   --seed     noise seed (default 0)       --n  number of digits (default 64)
@@ -32,7 +32,7 @@ usage: mnist [--solver NAME] [--steps N] [--spacing S] [--seed N] [--n N] [--bat
 
 fn main() -> AnyResult<()> {
     let args = Args::parse(USAGE);
-    let solver = SolverName::parse(&args.str("solver", "dpm2m"))?;
+    let solver = solver(&args.str("solver", "dpmpp_2m_lof"))?;
     let steps: usize = args.num("steps", 10)?;
     let spacing = parse_spacing(&args.str("spacing", "quadratic"))?;
     let seed: u64 = args.num("seed", 0)?;
@@ -51,12 +51,13 @@ fn main() -> AnyResult<()> {
 
     let mut samples = Vec::new();
     let mut nfe = 0;
-    let bar = Bar::new((n.div_ceil(batch) * steps) as u64, label(solver));
+    let bar = Bar::new((n.div_ceil(batch) * steps) as u64, &solver.to_string());
     let mut done = 0u64;
     for start in (0..n).step_by(batch) {
         let x = noise.narrow(0, start, batch.min(n - start))?;
         let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
-        let y = run(solver, &mut model, &grid, &x, |p| bar.set(done + p.step as u64))?;
+        let y =
+            sample_with(&solver, &mut model, &grid, &x, &mut SeededNoise::new(0), |p| bar.set(done + p.step as u64))?;
         done += steps as u64;
         nfe = model.nfe();
         samples.push(y);
@@ -75,7 +76,7 @@ fn main() -> AnyResult<()> {
     println!(
         "{n} digits, {} on a {} grid, {steps} steps, {nfe} network evaluations per batch of {}, seed {seed}: \
          {secs:.1} s (model load included) -> {out}",
-        label(solver),
+        solver.name(),
         spacing_name(&spacing),
         batch.min(n),
     );

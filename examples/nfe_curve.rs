@@ -112,11 +112,11 @@ struct Run {
     wall: f64,
 }
 
-fn go<S: Solver>(solver: &S, mut model: Model, grid: &Grid, noise: &Tensor) -> Res<Run> {
+fn go(solver: &AnySolver, mut model: Model, grid: &Grid, noise: &Tensor) -> Res<Run> {
     let count = grid.len();
     let mut x_last = noise.clone();
     let t0 = Instant::now();
-    let x_end = sample_with(solver, &mut model, grid, noise, |p| {
+    let x_end = sample_with(solver, &mut model, grid, noise, &mut SeededNoise::new(0), |p| {
         if p.step + 1 == p.count {
             x_last = p.x.clone();
         }
@@ -135,17 +135,46 @@ fn go<S: Solver>(solver: &S, mut model: Model, grid: &Grid, noise: &Tensor) -> R
     })
 }
 
-/// A solver setting: a label pair and how to run it at (about) `nfe` evaluations.
+/// Where a setting's sampling times come from.
+enum Times {
+    /// `Grid::new` with this spacing and end.
+    Spacing(Spacing, End),
+    /// EulerDiscrete's and HeunDiscrete's grid and start ([`k_diffusion_grid`], [`k_diffusion_start`]).
+    KDiffusion,
+}
+
+/// A solver setting: a label pair, the solver (its NFE per step comes from its metadata), its
+/// grid and whether the model clips `x0` (diffusers' DDIM default).
 struct Setting {
     solver: &'static str,
     settings: &'static str,
-    /// NFE per step (Heun: 2, minus one for its final Euler step).
-    two_nfe: bool,
-    run: fn(&DiscreteVp, &GaussianMixture, &Tensor, usize) -> Res<Run>,
+    make: fn() -> AnySolver,
+    times: Times,
+    clip: bool,
 }
 
-fn eps_model<'a>(s: &'a DiscreteVp, gm: &'a GaussianMixture) -> Model<'a> {
-    Model::new(gm.denoiser(s, Prediction::Epsilon), s, Prediction::Epsilon)
+impl Setting {
+    fn end(&self) -> End {
+        match self.times {
+            Times::Spacing(_, end) => end,
+            Times::KDiffusion => End::Clean,
+        }
+    }
+
+    fn run(&self, s: &DiscreteVp, gm: &GaussianMixture, x: &Tensor, steps: usize) -> Res<Run> {
+        let mut model = Model::new(gm.denoiser(s, Prediction::Epsilon), s, Prediction::Epsilon);
+        if self.clip {
+            model = model.with_data_transform(DataTransform::Clip { range: 1.0 })?;
+        }
+        let solver = (self.make)();
+        match &self.times {
+            Times::Spacing(spacing, end) => go(&solver, model, &Grid::new(s, spacing, steps, *end)?, x),
+            Times::KDiffusion => {
+                let grid = k_diffusion_grid(s, steps)?;
+                go(&solver, model, &grid, &k_diffusion_start(&grid, x)?)
+            }
+        }
+    }
 }
 
 const LINSPACE_ROUND: Spacing = Spacing::Linspace { round: true, skip_zero: true };
@@ -190,180 +219,77 @@ fn dpm(order: usize, third: ThirdOrder, diffusers_policy: bool) -> DpmSolverMult
 }
 
 fn settings() -> Vec<Setting> {
+    let row = |solver, settings, make, times| Setting { solver, settings, make, times, clip: false };
+    let lin = |end| Times::Spacing(LINSPACE_ROUND, end);
     vec![
         // --- diffusers' schedulers, reproduced (parity rows: settings = "diffusers") ---
         Setting {
-            solver: "DDIM",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let grid = Grid::new(s, &Spacing::Leading { steps_offset: 0, skip_zero: false }, n, End::Clean)?;
-                let model = eps_model(s, gm).with_data_transform(DataTransform::Clip { range: 1.0 })?;
-                go(&Ddim::default(), model, &grid, x)
-            },
+            clip: true,
+            ..row(
+                "DDIM",
+                "diffusers",
+                || AnySolver::new(Ddim::default()),
+                Times::Spacing(Spacing::Leading { steps_offset: 0, skip_zero: false }, End::Clean),
+            )
         },
-        Setting {
-            solver: "Euler",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let grid = k_diffusion_grid(s, n)?;
-                go(&Euler, eps_model(s, gm), &grid, &k_diffusion_start(&grid, x)?)
-            },
-        },
-        Setting {
-            solver: "Heun",
-            settings: "diffusers",
-            two_nfe: true,
-            run: |s, gm, x, n| {
-                let grid = k_diffusion_grid(s, n)?;
-                go(&Heun::default(), eps_model(s, gm), &grid, &k_diffusion_start(&grid, x)?)
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &DpmSolverMultistep::diffusers_default(),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Reference, true),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::diffusers_default(), eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DEIS-2",
-            settings: "diffusers",
-            two_nfe: false,
-            // diffusers' DEIS has no final_sigmas_type: it ends at sigma(t = 0), not at sigma = 0
-            run: |s, gm, x, n| {
-                go(&Deis::diffusers_default(), eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Min)?, x)
-            },
-        },
-        Setting {
-            solver: "DEIS-3",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let mut deis = Deis::diffusers_default();
-                deis.policy.order = 3;
-                go(&deis, eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Min)?, x)
-            },
-        },
+        row("Euler", "diffusers", || AnySolver::new(Euler), Times::KDiffusion),
+        row("Heun", "diffusers", || AnySolver::new(Heun::default()), Times::KDiffusion),
+        row("DPM++2M", "diffusers", || AnySolver::new(DpmSolverMultistep::diffusers_default()), lin(End::Clean)),
+        row("DPM++3M", "diffusers", || AnySolver::new(dpm(3, ThirdOrder::Reference, true)), lin(End::Clean)),
+        row("UniPC-bh2", "diffusers", || AnySolver::new(UniPc::diffusers_default()), lin(End::Clean)),
+        // diffusers' DEIS has no final_sigmas_type: it ends at sigma(t = 0), not at sigma = 0
+        row("DEIS-2", "diffusers", || AnySolver::new(Deis::diffusers_default()), lin(End::Min)),
+        row("DEIS-3", "diffusers", || AnySolver::new(Deis { policy: OrderPolicy::diffusers(3) }), lin(End::Min)),
         // --- this crate's choices ---
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; diffusers grid",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, true),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(2, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "Karras rho=7",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&dpm(2, ThirdOrder::Taylor, false), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; Karras rho=7",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&dpm(3, ThirdOrder::Taylor, false), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; time-quadratic",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::TimeQuadratic, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::order(2), eps_model(s, gm), &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2 order 3",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::order(3), eps_model(s, gm), &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "Heun",
-            settings: "Karras rho=7",
-            two_nfe: true,
-            run: |s, gm, x, n| go(&Heun::default(), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x),
-        },
+        row(
+            "DPM++3M",
+            "Taylor D2; diffusers grid",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, true)),
+            lin(End::Clean),
+        ),
+        row(
+            "DPM++2M",
+            "uniform lambda",
+            || AnySolver::new(dpm(2, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "DPM++2M",
+            "Karras rho=7",
+            || AnySolver::new(dpm(2, ThirdOrder::Taylor, false)),
+            Times::Spacing(KARRAS, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; uniform lambda",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; Karras rho=7",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(KARRAS, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; time-quadratic",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::TimeQuadratic, End::Clean),
+        ),
+        row(
+            "UniPC-bh2",
+            "uniform lambda",
+            || AnySolver::new(UniPc::order(2)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "UniPC-bh2 order 3",
+            "uniform lambda",
+            || AnySolver::new(UniPc::order(3)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row("Heun", "Karras rho=7", || AnySolver::new(Heun::default()), Times::Spacing(KARRAS, End::Clean)),
     ]
 }
 
@@ -450,14 +376,14 @@ fn main() -> Res<()> {
         for setting in settings() {
             let mut done = Vec::new();
             for &nfe in &args.nfes {
-                let steps = if setting.two_nfe { nfe.div_ceil(2).max(1) } else { nfe };
+                let steps = steps_for_nfe(&(setting.make)(), nfe, setting.end())?;
                 if done.contains(&steps) {
                     continue;
                 }
                 done.push(steps);
                 // a solver bug must not take the whole harness down: report it and go on
                 let attempt =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (setting.run)(sched, &gm, &noise, steps)));
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setting.run(sched, &gm, &noise, steps)));
                 let run = match attempt {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => {

@@ -1,5 +1,5 @@
-//! [`DiffusersSampler`]: a resolved diffusers config, its timesteps and sigmas (a [`Plan`]) and
-//! the sampling loop.
+//! [`DiffusersSampler`]: a resolved diffusers config, its timesteps, sigmas and solver (a
+//! [`Plan`]), run through the crate's one loop ([`crate::sample_with`]).
 
 use candle_core::Tensor;
 
@@ -10,15 +10,16 @@ use super::config::{
 use super::tables::{self, np_arange, np_interp, np_linspace};
 use super::{DdimTarget, FlowShift, Quirks, TablePrecision, TimestepRounding};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::{Step, StepKind};
 use crate::math::expint::Form;
 use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::model::{DataTransform, Denoiser, DynamicThresholding, Model, Prediction};
 use crate::noise::{NoiseSource, SeededNoise};
+use crate::sample::{sample_with, Progress};
 use crate::schedule::{BetaSchedule, DiscreteVp, Point, Scheduler};
 use crate::solvers::{
-    Algorithm, BVariant, Corrector, Ddim, Ddpm, DdpmVariance, Deis, DpmSolverMultistep, DpmSolverSinglestep, Euler,
-    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, Solver, SolverType, ThirdOrder, UniPc,
+    Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, DdpmVariance, Deis, DpmSolverMultistep, DpmSolverSinglestep,
+    Euler, EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
 };
 
 /// Largest number of inference steps accepted.
@@ -35,14 +36,27 @@ pub struct Plan {
     pub sigmas: Vec<f64>,
     /// diffusers' `init_noise_sigma`: the pipeline starts from `noise * init_noise_sigma`.
     pub init_noise_sigma: f64,
-    /// The solver steps (each from a point to a point; with [`DdimTarget::UniformStride`] a step
-    /// may end off the next step's start, as in diffusers).
+    /// The steps the loop takes (each from a point to a point; with [`DdimTarget::UniformStride`]
+    /// a step may end off the next step's start, as in diffusers; a repeated sigma is a
+    /// [`StepKind::EvaluateOnly`] step, except for UniPC and singlestep DPM-Solver, whose
+    /// diffusers `step` still moves the sample there). Run them with [`crate::sample_with`].
     pub steps: Vec<Step>,
     /// True when the class works on the scaled sample `x / alpha` (Euler, Heun, LMS,
     /// Euler-ancestral): the pipeline's sample is `x / alpha` of this crate's `x`.
     pub scaled: bool,
     /// The step count asked for (`set_timesteps(steps)`).
     pub inference_steps: usize,
+    /// The solver the class runs for this step count.
+    pub solver: AnySolver,
+}
+
+/// A planner's output: [`Plan`] without the solver and the step count.
+struct Timetable {
+    timesteps: Vec<f64>,
+    sigmas: Vec<f64>,
+    init_noise_sigma: f64,
+    steps: Vec<Step>,
+    scaled: bool,
 }
 
 impl Plan {
@@ -61,16 +75,6 @@ impl Plan {
         } else {
             1.0
         }
-    }
-
-    fn grid(&self) -> Result<Grid> {
-        let mut points: Vec<Point> = self.steps.iter().map(|s| s.from).collect();
-        if let Some(last) = self.steps.last() {
-            points.push(last.to);
-        }
-        // a repeated sigma (a no-op step, see `run_steps`) is not a grid point of its own
-        points.dedup_by(|b, a| a.lambda == b.lambda);
-        Grid::from_points(points)
     }
 }
 
@@ -120,20 +124,14 @@ impl Scheduler for FlowClock {
     }
 }
 
+/// The solver a class runs: one configuration, or (PNDM) one that depends on the step count.
 #[derive(Clone, Debug)]
 enum SolverChoice {
-    Ddim(Ddim),
-    Dpm(DpmSolverMultistep),
-    SdeDpm(SdeDpmSolverPP),
-    Singlestep(DpmSolverSinglestep),
-    Deis(Deis),
-    UniPc(UniPc),
-    Euler,
-    Heun,
-    Lms(Lms),
-    Pndm { skip_prk_steps: bool },
-    EulerAncestral(EulerAncestral),
-    Ddpm(Ddpm),
+    Fixed(AnySolver),
+    /// PNDM's Runge-Kutta half stride is `num_train_timesteps // steps // 2`.
+    Pndm {
+        skip_prk_steps: bool,
+    },
 }
 
 /// A diffusers scheduler, resolved: the class, every option at its value or diffusers' default,
@@ -149,7 +147,6 @@ pub struct DiffusersSampler {
     prediction: Prediction,
     transform: DataTransform,
     solver: SolverChoice,
-    eta: f64,
     mu: Option<f64>,
     noise_seed: u64,
 }
@@ -278,7 +275,7 @@ impl DiffusersSampler {
         let lower_order_final = get(c.lower_order_final, class != SchedulerClass::DpmSolverSinglestep);
         let variance_learned = matches!(c.variance_type, Some(VarianceType::Learned | VarianceType::LearnedRange));
         let solver = match class {
-            SchedulerClass::Ddim | SchedulerClass::DdimInverse => SolverChoice::Ddim(Ddim::default()),
+            SchedulerClass::Ddim | SchedulerClass::DdimInverse => SolverChoice::Fixed(AnySolver::new(Ddim::default())),
             SchedulerClass::DpmSolverMultistep | SchedulerClass::DpmSolverMultistepInverse => {
                 check_order(3)?;
                 if variance_learned {
@@ -316,7 +313,7 @@ impl DiffusersSampler {
                 };
                 match algorithm {
                     AlgorithmType::DpmSolverPP | AlgorithmType::Deis | AlgorithmType::DpmSolver => {
-                        SolverChoice::Dpm(DpmSolverMultistep {
+                        SolverChoice::Fixed(AnySolver::new(DpmSolverMultistep {
                             algorithm: if algorithm == AlgorithmType::DpmSolver {
                                 Algorithm::DpmSolver
                             } else {
@@ -325,18 +322,17 @@ impl DiffusersSampler {
                             policy,
                             solver_type,
                             third_order: ThirdOrder::Reference,
-                        })
+                        }))
                     }
                     AlgorithmType::SdeDpmSolverPP => {
                         if class == SchedulerClass::DpmSolverMultistepInverse {
                             return cfg_err("algorithm_type", "sde-dpmsolver++ inversion is not implemented");
                         }
-                        SolverChoice::SdeDpm(SdeDpmSolverPP {
+                        SolverChoice::Fixed(AnySolver::new(SdeDpmSolverPP {
                             policy,
                             solver_type,
                             third_order: ThirdOrder::Reference,
-                            seed: 0,
-                        })
+                        }))
                     }
                     AlgorithmType::SdeDpmSolver => {
                         return cfg_err(
@@ -371,7 +367,7 @@ impl DiffusersSampler {
                     SolverTypeName::Heun => SolverType::Heun,
                     _ => SolverType::Midpoint,
                 };
-                SolverChoice::Singlestep(DpmSolverSinglestep {
+                SolverChoice::Fixed(AnySolver::new(DpmSolverSinglestep {
                     algorithm,
                     policy: OrderPolicy {
                         order,
@@ -383,7 +379,7 @@ impl DiffusersSampler {
                         euler_at_final: false,
                     },
                     solver_type,
-                })
+                }))
             }
             SchedulerClass::DeisMultistep => {
                 check_order(3)?;
@@ -399,7 +395,7 @@ impl DiffusersSampler {
                 if matches!(prediction, Prediction::Flow) {
                     return cfg_err("prediction_type", "flow_prediction with DEIS is not implemented");
                 }
-                SolverChoice::Deis(Deis {
+                SolverChoice::Fixed(AnySolver::new(Deis {
                     policy: OrderPolicy {
                         order,
                         lower_order_final: if lower_order_final {
@@ -409,7 +405,7 @@ impl DiffusersSampler {
                         },
                         euler_at_final: false,
                     },
-                })
+                }))
             }
             SchedulerClass::UniPcMultistep => {
                 check_order(3)?;
@@ -421,7 +417,7 @@ impl DiffusersSampler {
                     Some(list) if !list.is_empty() => Corrector::Except(list.clone()),
                     _ => Corrector::All,
                 };
-                SolverChoice::UniPc(UniPc {
+                SolverChoice::Fixed(AnySolver::new(UniPc {
                     policy: OrderPolicy {
                         order,
                         lower_order_final: if lower_order_final {
@@ -434,13 +430,17 @@ impl DiffusersSampler {
                     variant,
                     form: if get(c.predict_x0, true) { Form::Data } else { Form::Noise },
                     corrector,
-                })
+                }))
             }
-            SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => SolverChoice::Euler,
-            SchedulerClass::HeunDiscrete => SolverChoice::Heun,
-            SchedulerClass::LmsDiscrete => SolverChoice::Lms(Lms::diffusers_default()),
+            SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => {
+                SolverChoice::Fixed(AnySolver::new(Euler))
+            }
+            SchedulerClass::HeunDiscrete => SolverChoice::Fixed(AnySolver::new(Heun::default())),
+            SchedulerClass::LmsDiscrete => SolverChoice::Fixed(AnySolver::new(Lms::diffusers_default())),
             SchedulerClass::Pndm => SolverChoice::Pndm { skip_prk_steps: get(c.skip_prk_steps, false) },
-            SchedulerClass::EulerAncestralDiscrete => SolverChoice::EulerAncestral(EulerAncestral::diffusers_default()),
+            SchedulerClass::EulerAncestralDiscrete => {
+                SolverChoice::Fixed(AnySolver::new(EulerAncestral::diffusers_default()))
+            }
             SchedulerClass::Ddpm => {
                 let variance =
                     match get(c.variance_type, VarianceType::FixedSmall) {
@@ -459,7 +459,7 @@ impl DiffusersSampler {
                             )
                         }
                     };
-                SolverChoice::Ddpm(Ddpm { variance, final_noise: FinalNoise::Diffusers, seed: 0 })
+                SolverChoice::Fixed(AnySolver::new(Ddpm { variance, final_noise: FinalNoise::Diffusers }))
             }
         };
 
@@ -486,7 +486,6 @@ impl DiffusersSampler {
             prediction,
             transform,
             solver,
-            eta: 0.0,
             mu: None,
             noise_seed: 0,
         };
@@ -534,7 +533,7 @@ impl DiffusersSampler {
         if !(eta >= 0.0 && eta.is_finite()) {
             return Err(Error::InvalidConfig(format!("DDIM eta must be finite and >= 0, got {eta}")));
         }
-        self.eta = eta;
+        self.solver = SolverChoice::Fixed(AnySolver::new(Ddim { eta }));
         Ok(self)
     }
 
@@ -552,6 +551,11 @@ impl DiffusersSampler {
     pub fn seed(mut self, seed: u64) -> DiffusersSampler {
         self.noise_seed = seed;
         self
+    }
+
+    /// The default noise source: `SeededNoise::new(seed)` with the seed of [`DiffusersSampler::seed`].
+    pub fn noise(&self) -> SeededNoise {
+        SeededNoise::new(self.noise_seed)
     }
 
     /// The `mu` Flux-style pipelines pass for `image_seq_len` tokens: linear in the sequence
@@ -684,7 +688,8 @@ impl DiffusersSampler {
             return Err(Error::TooManySteps { steps, max: MAX_STEPS });
         }
         use SchedulerClass as C;
-        match self.config.class {
+        let class = self.config.class;
+        let mut table = match class {
             C::Ddim | C::Ddpm => self.plan_ddim(steps),
             C::DdimInverse => self.plan_ddim_inverse(steps),
             C::Pndm => self.plan_pndm(steps),
@@ -694,7 +699,40 @@ impl DiffusersSampler {
             C::DpmSolverMultistepInverse => self.plan_dpm_inverse(steps),
             C::EulerDiscrete | C::HeunDiscrete | C::LmsDiscrete | C::EulerAncestralDiscrete => self.plan_euler(steps),
             C::FlowMatchEulerDiscrete => self.plan_flow_match(steps),
+        }?;
+        // a repeated sigma still calls the model in diffusers; most classes' `step` leaves the
+        // sample as it is there, UniPC (its corrector for the previous step runs) and singlestep
+        // DPM-Solver (it recomputes its group from the group's start) move it
+        if !matches!(class, C::UniPcMultistep | C::DpmSolverSinglestep) {
+            for st in table.steps.iter_mut().filter(|st| st.from.lambda == st.to.lambda) {
+                st.kind = StepKind::EvaluateOnly;
+            }
         }
+        Ok(Plan {
+            timesteps: table.timesteps,
+            sigmas: table.sigmas,
+            init_noise_sigma: table.init_noise_sigma,
+            steps: table.steps,
+            scaled: table.scaled,
+            inference_steps: steps,
+            solver: self.solver(steps),
+        })
+    }
+
+    /// The solver the class runs for `steps` inference steps (only PNDM's depends on the count).
+    pub fn solver(&self, steps: usize) -> AnySolver {
+        match &self.solver {
+            SolverChoice::Fixed(s) => s.clone(),
+            SolverChoice::Pndm { skip_prk_steps } => {
+                AnySolver::new(Pndm::diffusers(*skip_prk_steps, self.n_train, steps))
+            }
+        }
+    }
+
+    /// The class's model: `denoiser` bound to `schedule` (normally [`DiffusersSampler::schedule`])
+    /// with the class's prediction type and data transform.
+    pub fn model<'a>(&self, denoiser: impl Denoiser + 'a, schedule: &'a dyn Scheduler) -> Result<Model<'a>> {
+        Model::new(denoiser, schedule, self.prediction).with_data_transform(self.transform)
     }
 
     fn check_timesteps(&self, ts: &[f64], key: &str) -> Result<()> {
@@ -736,7 +774,7 @@ impl DiffusersSampler {
         Ok(ts)
     }
 
-    fn plan_ddim(&self, steps: usize) -> Result<Plan> {
+    fn plan_ddim(&self, steps: usize) -> Result<Timetable> {
         let default = TimestepSpacing::Leading;
         let ts = self.ddim_timesteps(steps, self.spacing(default))?;
         let stride = (self.n_train / steps) as i64;
@@ -767,19 +805,12 @@ impl DiffusersSampler {
                     }
                 }
             };
-            out.push(Step { index: i, count, from, to });
+            out.push(Step::new(i, count, from, to));
         }
-        Ok(Plan {
-            timesteps: ts,
-            sigmas: Vec::new(),
-            init_noise_sigma: 1.0,
-            steps: out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        Ok(Timetable { timesteps: ts, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: out, scaled: false })
     }
 
-    fn plan_ddim_inverse(&self, steps: usize) -> Result<Plan> {
+    fn plan_ddim_inverse(&self, steps: usize) -> Result<Timetable> {
         let n = self.n_train;
         if steps > n {
             return Err(Error::TooManySteps { steps, max: n });
@@ -831,19 +862,12 @@ impl DiffusersSampler {
                 }
             };
             let to = self.vp_point(t, t as usize);
-            out.push(Step { index: i, count, from, to });
+            out.push(Step::new(i, count, from, to));
         }
-        Ok(Plan {
-            timesteps: ts,
-            sigmas: Vec::new(),
-            init_noise_sigma: 1.0,
-            steps: out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        Ok(Timetable { timesteps: ts, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: out, scaled: false })
     }
 
-    fn plan_pndm(&self, steps: usize) -> Result<Plan> {
+    fn plan_pndm(&self, steps: usize) -> Result<Timetable> {
         if steps < 4 && !get(self.config.skip_prk_steps, false) {
             return cfg_err(
                 "skip_prk_steps",
@@ -882,11 +906,7 @@ impl DiffusersSampler {
             // still calls the model (a step of length 0, see `run_steps`)
             points.push(self.vp_point(0.0, 0));
         }
-        let steps_out: Vec<Step> = points
-            .windows(2)
-            .enumerate()
-            .map(|(index, w)| Step { index, count: points.len() - 1, from: w[0], to: w[1] })
-            .collect();
+        let steps_out = Step::chain(&points);
         // diffusers' timesteps (prk_timesteps + plms_timesteps), from the ascending list
         let asc: Vec<f64> = ts.iter().rev().copied().collect();
         let n = asc.len();
@@ -911,14 +931,7 @@ impl DiffusersSampler {
             prk.extend(plms);
             prk
         };
-        Ok(Plan {
-            timesteps,
-            sigmas: Vec::new(),
-            init_noise_sigma: 1.0,
-            steps: steps_out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        Ok(Timetable { timesteps, sigmas: Vec::new(), init_noise_sigma: 1.0, steps: steps_out, scaled: false })
     }
 
     /// lambda_min_clipped's last timestep (DPM-Solver family).
@@ -1053,7 +1066,7 @@ impl DiffusersSampler {
         s
     }
 
-    fn plan_multistep(&self, steps: usize) -> Result<Plan> {
+    fn plan_multistep(&self, steps: usize) -> Result<Timetable> {
         let class = self.config.class;
         let conv = self.conversion();
         let table = self.ksigmas();
@@ -1133,16 +1146,8 @@ impl DiffusersSampler {
                 self.sigma_point(t, all[i], flow)
             })
             .collect();
-        let steps_out =
-            points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
-        Ok(Plan {
-            timesteps,
-            sigmas: all,
-            init_noise_sigma: 1.0,
-            steps: steps_out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        let steps_out = Step::chain(&points);
+        Ok(Timetable { timesteps, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false })
     }
 
     fn unipc_flow_sigmas(&self, steps: usize) -> Result<Vec<f64>> {
@@ -1169,7 +1174,7 @@ impl DiffusersSampler {
         Ok(s)
     }
 
-    fn plan_dpm_inverse(&self, steps: usize) -> Result<Plan> {
+    fn plan_dpm_inverse(&self, steps: usize) -> Result<Timetable> {
         let conv = self.conversion();
         if conv != Conversion::Interp {
             return cfg_err(
@@ -1218,19 +1223,11 @@ impl DiffusersSampler {
         let points: Vec<Point> = (0..=count)
             .map(|i| self.sigma_point(if i < count { ts[i] } else { noisiest as f64 }, all[i], false))
             .collect();
-        let steps_out =
-            points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
-        Ok(Plan {
-            timesteps: ts,
-            sigmas: all,
-            init_noise_sigma: 1.0,
-            steps: steps_out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        let steps_out = Step::chain(&points);
+        Ok(Timetable { timesteps: ts, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false })
     }
 
-    fn plan_euler(&self, steps: usize) -> Result<Plan> {
+    fn plan_euler(&self, steps: usize) -> Result<Timetable> {
         let c = &self.config;
         let class = c.class;
         let n = self.n_train;
@@ -1312,8 +1309,7 @@ impl DiffusersSampler {
             TimestepSpacing::Linspace | TimestepSpacing::Trailing => max_sigma,
             TimestepSpacing::Leading => self.f32((max_sigma * max_sigma + 1.0).sqrt()),
         };
-        let steps_out =
-            points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
+        let steps_out = Step::chain(&points);
         let timesteps = if class == SchedulerClass::HeunDiscrete {
             // the model is called at t_0, then t_i twice for i >= 1 (the last step into sigma = 0 once)
             let mut v = vec![ts[0]];
@@ -1325,10 +1321,10 @@ impl DiffusersSampler {
         } else {
             ts
         };
-        Ok(Plan { timesteps, sigmas: all, init_noise_sigma, steps: steps_out, scaled: true, inference_steps: steps })
+        Ok(Timetable { timesteps, sigmas: all, init_noise_sigma, steps: steps_out, scaled: true })
     }
 
-    fn plan_flow_match(&self, steps: usize) -> Result<Plan> {
+    fn plan_flow_match(&self, steps: usize) -> Result<Timetable> {
         let c = &self.config;
         let n = self.n_train as f64;
         let shift = get(c.shift, 1.0);
@@ -1375,16 +1371,8 @@ impl DiffusersSampler {
                 return cfg_err("shift", "gives flow sigmas outside [0, 1]");
             }
         }
-        let steps_out =
-            points.windows(2).enumerate().map(|(index, w)| Step { index, count, from: w[0], to: w[1] }).collect();
-        Ok(Plan {
-            timesteps: ts,
-            sigmas: all,
-            init_noise_sigma: 1.0,
-            steps: steps_out,
-            scaled: false,
-            inference_steps: steps,
-        })
+        let steps_out = Step::chain(&points);
+        Ok(Timetable { timesteps: ts, sigmas: all, init_noise_sigma: 1.0, steps: steps_out, scaled: false })
     }
 
     /// Run the pipeline loop: start from `noise * init_noise_sigma` and take `steps` steps with
@@ -1392,99 +1380,69 @@ impl DiffusersSampler {
     /// `unet(scale_model_input(x, t), t)`); returns the final sample. Stochastic classes draw
     /// their noise from a [`SeededNoise`] (see [`DiffusersSampler::seed`]).
     pub fn sample(&self, denoiser: &mut dyn Denoiser, noise: &Tensor, steps: usize) -> Result<Tensor> {
-        Ok(self.run(denoiser, noise, steps, None)?.sample)
+        self.sample_with(denoiser, noise, steps, &mut self.noise(), |_| {})
     }
 
     /// [`DiffusersSampler::sample`] with the stochastic classes' noise from `source` (e.g. noise
-    /// recorded from a diffusers run), and the model times and NFE reported.
+    /// recorded from a diffusers run, as a [`crate::TensorNoise`]) and a callback after every
+    /// step. It is [`crate::sample_with`] on the resolved pieces ([`DiffusersSampler::plan`],
+    /// [`DiffusersSampler::schedule`], [`DiffusersSampler::model`]):
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use diffusion_samplers::diffusers::DiffusersSampler;
+    /// use diffusion_samplers::{sample_with, SeededNoise};
+    /// let sampler = DiffusersSampler::from_json(r#"{"_class_name": "EulerDiscreteScheduler",
+    ///   "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}"#)?;
+    /// let noise = Tensor::ones((1, 4), candle_core::DType::F32, &Device::Cpu)?;
+    /// let mut unet = |x: &Tensor, _t: f64| x.affine(0.1, 0.0);
+    /// let mut seen = vec![];
+    /// let a = sampler.sample_with(&mut unet, &noise, 8, &mut SeededNoise::new(0), |p| seen.push((p.step, p.count)))?;
+    /// assert_eq!(seen.last(), Some(&(8, 8)));
+    ///
+    /// // the same run, assembled from the crate's own pieces
+    /// let plan = sampler.plan(8)?;
+    /// let schedule = sampler.schedule()?;
+    /// let mut model = sampler.model(&mut unet, schedule.as_ref())?;
+    /// let x = noise.affine(plan.start_scale(), 0.0)?;
+    /// let out = sample_with(&plan.solver, &mut model, &plan.steps, &x, &mut SeededNoise::new(0), |_| {})?;
+    /// let b = out.affine(plan.end_scale(), 0.0)?;
+    /// assert_eq!(a.to_vec2::<f32>()?, b.to_vec2::<f32>()?);
+    /// assert_eq!(plan.solver.to_string(), "euler");
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
+    pub fn sample_with(
+        &self,
+        denoiser: &mut dyn Denoiser,
+        noise: &Tensor,
+        steps: usize,
+        source: &mut dyn NoiseSource,
+        on_step: impl FnMut(&Progress),
+    ) -> Result<Tensor> {
+        let plan = self.plan(steps)?;
+        let schedule = self.schedule()?;
+        let mut model = self.model(|x: &Tensor, t: f64| denoiser.denoise(x, t), schedule.as_ref())?;
+        let x = noise.affine(plan.start_scale(), 0.0)?;
+        let out = sample_with(&plan.solver, &mut model, &plan.steps, &x, source, on_step)?;
+        Ok(out.affine(plan.end_scale(), 0.0)?)
+    }
+
+    /// [`DiffusersSampler::sample_with`] without a callback, reporting the model times and NFE.
     pub fn run(
         &self,
         denoiser: &mut dyn Denoiser,
         noise: &Tensor,
         steps: usize,
-        source: Option<Box<dyn NoiseSource>>,
+        source: &mut dyn NoiseSource,
     ) -> Result<DiffusersRun> {
-        let plan = self.plan(steps)?;
-        let schedule = self.schedule()?;
         let mut model_times = Vec::new();
-        let x = noise.affine(plan.start_scale(), 0.0)?;
-        let out = {
-            let recorder = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> {
-                model_times.push(t);
-                denoiser.denoise(x, t)
-            };
-            let mut model =
-                Model::new(recorder, schedule.as_ref(), self.prediction).with_data_transform(self.transform)?;
-            let source = source.unwrap_or_else(|| Box::new(SeededNoise::new(self.noise_seed)));
-            let out = self.run_solver(&mut model, &plan, x, source)?;
-            out.affine(plan.end_scale(), 0.0)?
+        let mut recorder = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> {
+            model_times.push(t);
+            denoiser.denoise(x, t)
         };
+        let sample = self.sample_with(&mut recorder, noise, steps, source, |_| {})?;
         let nfe = model_times.len();
-        Ok(DiffusersRun { sample: out, model_times, nfe })
-    }
-
-    fn run_solver(&self, model: &mut Model, plan: &Plan, x: Tensor, source: Box<dyn NoiseSource>) -> Result<Tensor> {
-        let mut source = source;
-        let noise = move |like: &Tensor| -> candle_core::Result<Tensor> {
-            source.noise_like(like).map_err(|e| candle_core::Error::Msg(e.to_string()))
-        };
-        match &self.solver {
-            SolverChoice::Ddim(d) => {
-                let d = Ddim { eta: self.eta, ..*d };
-                let mut state = d.state_with_noise(noise);
-                if self.eta > 0.0 {
-                    d.init_state(&plan.grid()?)?;
-                }
-                run_steps(&d, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::Dpm(s) => {
-                let grid = plan.grid()?;
-                let mut state = s.init_state(&grid)?;
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::SdeDpm(s) => {
-                s.init_state(&plan.grid()?)?;
-                let mut state = s.state_with_noise(noise);
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::Singlestep(s) => {
-                let mut state = s.init_state(&plan.grid()?)?;
-                run_steps(s, &mut state, model, &plan.steps, x, false)
-            }
-            SolverChoice::Deis(s) => {
-                let mut state = s.init_state(&plan.grid()?)?;
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::UniPc(s) => {
-                let mut state = s.init_state(&plan.grid()?)?;
-                run_steps(s, &mut state, model, &plan.steps, x, false)
-            }
-            SolverChoice::Euler => run_steps(&Euler, &mut (), model, &plan.steps, x, true),
-            SolverChoice::Heun => {
-                let h = Heun::default();
-                let mut state = h.init_state(&plan.grid()?)?;
-                run_steps(&h, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::Lms(s) => {
-                let mut state = s.init_state(&plan.grid()?)?;
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::Pndm { skip_prk_steps } => {
-                let s = Pndm::diffusers(*skip_prk_steps, self.n_train, plan.inference_steps);
-                let mut state = s.init_state(&plan.grid()?)?;
-                run_steps(&s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::EulerAncestral(s) => {
-                s.init_state(&plan.grid()?)?;
-                let mut state = s.state_with_noise(noise);
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-            SolverChoice::Ddpm(s) => {
-                s.init_state(&plan.grid()?)?;
-                let mut state = s.state_with_noise(noise);
-                run_steps(s, &mut state, model, &plan.steps, x, true)
-            }
-        }
+        Ok(DiffusersRun { sample, model_times, nfe })
     }
 }
 
@@ -1511,30 +1469,6 @@ fn stretch_to_terminal(s: &mut [f64], terminal: f64) {
     for v in s.iter_mut() {
         *v = 1.0 - (1.0 - *v) / scale;
     }
-}
-
-/// Run `steps`. A step of length 0 (diffusers repeats the last sigma for some sigma conversions:
-/// Karras / exponential / beta with a final `sigma_min`) still calls the model once, as diffusers
-/// does; multistep solvers leave `x` unchanged there (`noop_degenerate`), while UniPC (whose
-/// corrector for the previous step runs there) and singlestep DPM-Solver (which recomputes its
-/// group from the group's start) take the step.
-fn run_steps<S: Solver>(
-    solver: &S,
-    state: &mut S::State,
-    model: &mut Model,
-    steps: &[Step],
-    x: Tensor,
-    noop_degenerate: bool,
-) -> Result<Tensor> {
-    let mut x = x;
-    for step in steps {
-        if noop_degenerate && step.from.lambda == step.to.lambda {
-            model.raw(&x, &step.from).map_err(|e| e.at_step(solver.name(), step.index, step.count))?;
-            continue;
-        }
-        x = solver.step(model, step, &x, state).map_err(|e| e.at_step(solver.name(), step.index, step.count))?;
-    }
-    Ok(x)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -11,7 +11,7 @@ use super::plan::{DiffusersSampler, FlowClock};
 use super::SchedulerClass;
 use crate::error::{Error, Result};
 use crate::model::Prediction;
-use crate::noise::NoiseSource;
+use crate::noise::TensorNoise;
 use crate::schedule::{BetaSchedule, DiscreteVp, Scheduler};
 use crate::testing::GaussianMixture;
 
@@ -164,33 +164,6 @@ fn model_schedule(config: &SchedulerConfig) -> Result<Box<dyn Scheduler>> {
     Ok(Box::new(if rescale { s.rescale_zero_terminal_snr()? } else { s }))
 }
 
-/// Noise replayed from a recorded `[S, ...]` tensor, one slice per draw.
-struct Replay {
-    noise: Tensor,
-    next: usize,
-}
-
-impl NoiseSource for Replay {
-    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
-        if self.next >= self.noise.dim(0)? {
-            return Err(Error::InvalidConfig(format!(
-                "step_noise holds {} draws but the sampler asked for more: record one per step",
-                self.noise.dim(0)?
-            )));
-        }
-        let z = self.noise.get(self.next)?;
-        self.next += 1;
-        if z.dims() != like.dims() {
-            return Err(Error::InvalidConfig(format!(
-                "step_noise slices are {:?}, the sample is {:?}",
-                z.dims(),
-                like.dims()
-            )));
-        }
-        Ok(z.to_dtype(like.dtype())?)
-    }
-}
-
 /// Run `sampler` on `problem` as the `solve` example does: start from `noise * init_noise_sigma`,
 /// take `opts.steps` steps of the configured scheduler with the problem's model, return the final
 /// sample, the model times called and the NFE.
@@ -215,13 +188,14 @@ pub fn solve_problem(sampler: &DiffusersSampler, problem: &Problem, opts: SolveO
             let schedule = model_schedule(sampler.config())?;
             let prediction: Prediction = sampler.prediction();
             let mut denoiser = gm.denoiser(schedule.as_ref(), prediction);
-            let source: Option<Box<dyn NoiseSource>> =
-                step_noise.as_ref().map(|t| Box::new(Replay { noise: t.clone(), next: 0 }) as Box<dyn NoiseSource>);
-            sampler.run(&mut denoiser, &noise, opts.steps, source)?
+            match step_noise {
+                Some(t) => sampler.run(&mut denoiser, &noise, opts.steps, &mut TensorNoise::stacked(t)?)?,
+                None => sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?,
+            }
         }
         Problem::DiffusersDummy => {
             let mut denoiser = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> { x.affine(t / (t + 1.0), 0.0) };
-            sampler.run(&mut denoiser, &noise, opts.steps, None)?
+            sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?
         }
     };
     Ok(SolveOutput { sample: run.sample, timesteps: run.model_times, nfe: run.nfe })

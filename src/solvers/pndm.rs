@@ -25,7 +25,7 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{refuse_zero_alpha_start, Solver, StepContext};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, Step};
 use crate::math::expint::{weights, Form};
@@ -201,24 +201,40 @@ impl Solver for Pndm {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
+    fn order(&self) -> usize {
+        4
+    }
+
+    fn nfe(&self, step: &Step) -> usize {
+        // the warm-up steps are the first ones of a run (the history holds one entry per step)
+        match self.warmup {
+            _ if step.to.is_clean() => 1,
+            Warmup::RungeKutta { .. } if step.index < PRK_STEPS => 4,
+            Warmup::ImprovedEuler if step.index == 0 => 2,
+            _ => 1,
+        }
+    }
+
+    fn validate(&self, steps: &[Step]) -> Result<()> {
         if let Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half } } = self.warmup {
             if !(half >= 0.0 && half.is_finite()) {
                 return Err(Error::InvalidConfig(format!("PNDM's half stride must be finite and >= 0, got {half}")));
             }
         }
-        Ok(History::new(3))
+        refuse_zero_alpha_start(
+            steps,
+            "PNDM cannot start at alpha = 0 (its DDIM transfer divides by alpha): start the grid below t_max, or \
+             use iPNDM or DPM-Solver++",
+        )
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn init_state(&self) -> History {
+        History::new(3)
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+        let model = &mut *ctx.model;
         let (from, to) = (&step.from, &step.to);
-        if from.alpha == 0.0 {
-            return Err(Error::Unsupported(
-                "PNDM cannot start at alpha = 0 (its DDIM transfer divides by alpha): start the grid below \
-                 t_max, or use iPNDM or DPM-Solver++"
-                    .into(),
-            ));
-        }
         let e1 = self.eval(model, x, from)?;
         let out = match self.warmup {
             Warmup::RungeKutta { .. } if hist.len() < PRK_STEPS && !to.is_clean() => {
