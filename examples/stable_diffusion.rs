@@ -19,9 +19,7 @@ use clap::{Parser, ValueEnum};
 use diffusion_samplers::diffusers::{DiffusersSampler, SchedulerClass};
 use diffusion_samplers::sd::{self, Conditioning, SdFolder, SdVersion, TextEncoders};
 use diffusion_samplers::{
-    add_noise, sample_with, Ddim, Ddpm, Deis, Denoiser, DpmSolverMultistep, DpmSolverSinglestep, End, Euler,
-    EulerAncestral, Grid, Heun, Ipndm, Lms, Model, NoiseSource, Progress, SdeDpmSolverPP, SeededNoise, Solver, Spacing,
-    UniPc,
+    add_noise, sample_with, AnySolver, Denoiser, End, Grid, Model, NoiseSource, Progress, SeededNoise, Spacing,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use tokenizers::Tokenizer;
@@ -61,10 +59,10 @@ struct Args {
     /// Seed of the starting noise (and of stochastic solvers).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// One of this crate's solvers by name (ddim, euler, euler_ancestral, heun, lms, dpmpp_2m,
-    /// dpmpp_3m, dpm_2m, dpmpp_2s, dpmpp_3s, dpmpp_sde, deis_3, unipc, ipndm, ddpm) on a `--spacing`
-    /// grid. Without it the folder's (or `--scheduler`'s) diffusers scheduler runs, exactly as
-    /// diffusers would.
+    /// One of this crate's solvers by its registered name (ddim, euler, euler_ancestral, heun, lms,
+    /// dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, dpmpp_2s, deis_3, unipc_bh2_3, ipndm, ...; an unknown
+    /// name lists them all) on a `--spacing` grid. Without it the folder's (or `--scheduler`'s)
+    /// diffusers scheduler runs, exactly as diffusers would.
     #[arg(long)]
     solver: Option<String>,
     /// Spacing of the `--solver` grid.
@@ -195,13 +193,16 @@ fn main() -> Result<(), AnyError> {
         let out = run_named(solver, &mut model, &grid, &noise, args.seed)?;
         (out, model.nfe(), format!("{solver} on a {:?} grid", args.spacing))
     } else {
-        let plan = diffusers.plan(steps)?;
-        let bar = bar(plan.timesteps.len());
-        let mut counted = Counted { inner: den, bar: &bar, dtype };
-        let class = diffusers.class().name();
-        let run = diffusers.seed(args.seed).run(&mut counted, &noise, steps, None)?;
+        let bar = bar(diffusers.plan(steps)?.steps.len());
+        let mut nfe = 0;
+        let mut unet = Cast { inner: den, dtype };
+        let out =
+            diffusers.sample_with(&mut unet, &noise, steps, &mut SeededNoise::new(args.seed), |p: &Progress| {
+                bar.set_position(p.step as u64);
+                nfe = p.nfe;
+            })?;
         bar.finish_and_clear();
-        (run.sample, run.nfe, format!("diffusers' {class}"))
+        (out, nfe, format!("diffusers' {}", diffusers.class().name()))
     };
     let secs = t1.elapsed().as_secs_f64();
     println!(
@@ -219,48 +220,26 @@ fn main() -> Result<(), AnyError> {
     Ok(())
 }
 
-/// Run the solver called `name` with a progress bar. (To be replaced by the crate's run-time
-/// solver registry.)
+/// Run the solver registered as `name` (see `diffusion_samplers::names`) with a progress bar.
 fn run_named(name: &str, model: &mut Model, grid: &Grid, x: &Tensor, seed: u64) -> Result<Tensor, AnyError> {
-    fn go<S: Solver>(s: &S, model: &mut Model, grid: &Grid, x: &Tensor) -> Result<Tensor, AnyError> {
-        let bar = bar(grid.len());
-        let out = sample_with(s, model, grid, x, |p: &Progress| bar.set_position(p.step as u64))?;
-        bar.finish_and_clear();
-        Ok(out)
-    }
-    match name {
-        "ddim" => go(&Ddim::default(), model, grid, x),
-        "euler" => go(&Euler, model, grid, x),
-        "euler_ancestral" => go(&EulerAncestral { seed, ..Default::default() }, model, grid, x),
-        "heun" => go(&Heun::default(), model, grid, x),
-        "lms" => go(&Lms::default(), model, grid, x),
-        "dpmpp_2m" => go(&DpmSolverMultistep::pp(2), model, grid, x),
-        "dpmpp_3m" => go(&DpmSolverMultistep::pp(3), model, grid, x),
-        "dpm_2m" => go(&DpmSolverMultistep::noise(2), model, grid, x),
-        "dpmpp_2s" => go(&DpmSolverSinglestep::pp(2), model, grid, x),
-        "dpmpp_3s" => go(&DpmSolverSinglestep::pp(3), model, grid, x),
-        "dpmpp_sde" => go(&SdeDpmSolverPP { seed, ..Default::default() }, model, grid, x),
-        "deis_3" => go(&Deis::default(), model, grid, x),
-        "unipc" => go(&UniPc::default(), model, grid, x),
-        "ipndm" => go(&Ipndm::default(), model, grid, x),
-        "ddpm" => go(&Ddpm { seed, ..Ddpm::diffusers_default() }, model, grid, x),
-        other => Err(format!("unknown solver {other}: see --help for the names").into()),
-    }
+    let solver: AnySolver = name.parse()?;
+    let bar = bar(grid.len());
+    let out = sample_with(&solver, model, grid, x, &mut SeededNoise::new(seed), |p: &Progress| {
+        bar.set_position(p.step as u64)
+    })?;
+    bar.finish_and_clear();
+    Ok(out)
 }
 
-/// The UNet denoiser with a progress tick per evaluation (diffusers' loop calls it once per
-/// timestep), casting to the model dtype as `Model::with_model_dtype` does on the solver path.
-struct Counted<'a, D> {
+/// The UNet denoiser run in `dtype`, as `Model::with_model_dtype` does on the solver path.
+struct Cast<D> {
     inner: D,
-    bar: &'a ProgressBar,
     dtype: DType,
 }
 
-impl<D: Denoiser> Denoiser for Counted<'_, D> {
+impl<D: Denoiser> Denoiser for Cast<D> {
     fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
-        let out = self.inner.denoise(&x.to_dtype(self.dtype)?, model_time)?.to_dtype(x.dtype())?;
-        self.bar.inc(1);
-        Ok(out)
+        self.inner.denoise(&x.to_dtype(self.dtype)?, model_time)?.to_dtype(x.dtype())
     }
 }
 

@@ -22,13 +22,13 @@ use candle_transformers::models::stable_diffusion::unet_2d::{
     BlockConfig, UNet2DConditionModel, UNet2DConditionModelConfig,
 };
 use candle_transformers::models::stable_diffusion::vae::{AutoEncoderKL, AutoEncoderKLConfig};
+use diffusion_samplers::names::solver_names;
 use diffusion_samplers::sd::{
     self, AddedConditioning, AddedEmbedConfig, Conditioning, SdFolder, SdVersion, TextUNet, UNetSpec, VaeSpec, XlUNet,
 };
 use diffusion_samplers::{
-    add_noise, invert, sample, BetaSchedule, Ddim, Ddpm, Deis, DiscreteVp, DpmSolverMultistep, DpmSolverSinglestep,
-    End, Error, Euler, EulerAncestral, Grid, Heun, Ipndm, Lms, Model, NoiseSource, Pndm, Prediction, Scheduler,
-    SdeDpmSolverPP, SeededNoise, Solver, Spacing, UniPc,
+    add_noise, invert, nfe_of, sample, sample_with, AnySolver, BetaSchedule, Ddim, DiscreteVp, End, Error, Euler, Grid,
+    Model, NoiseSource, Prediction, Scheduler, SeededNoise, Spacing,
 };
 
 // ---------------------------------------------------------------- tiny models
@@ -305,47 +305,28 @@ fn no_guidance_calls_conditional_batch_only() {
 
 // ---------------------------------------------------------------- every solver family
 
-fn run_finite<S: Solver>(
-    solver: &S,
-    grid: &Grid,
-    schedule: &dyn Scheduler,
-    unet: &XlUNet,
-    style: Style,
-    p: Prediction,
-) {
-    let den = sd::denoiser(unet, &cond(style, 1, 1), Some(&cond(style, 1, 2)), 5.0, 2).unwrap();
-    let mut model = Model::new(den, schedule, p);
-    let out = sample(solver, &mut model, grid, &normal(&[2, 4, 8, 8], 7)).unwrap();
-    assert_eq!(out.dims(), &[2, 4, 8, 8]);
-    assert!(is_finite(&out), "{} gave non-finite latents", solver.name());
-    assert!(model.nfe() >= grid.len(), "{}", solver.name());
-}
-
-/// Every solver family of the crate drives the tiny guided UNet to finite latents (SD 1.5-style
-/// epsilon and SD 2.1-style v-prediction), on a trailing grid into sigma = 0.
+/// Every solver registered for run-time choice (every family of the crate) drives the tiny
+/// guided UNet to finite latents (SD 1.5-style epsilon and SD 2.1-style v-prediction), on a
+/// trailing grid into sigma = 0, with the evaluations its metadata announces.
 #[test]
 fn every_solver_family_finite() {
     let schedule = sd_schedule();
     let grid = Grid::new(&schedule, &Spacing::Trailing, 4, End::Clean).unwrap();
+    let names = solver_names();
+    assert!(names.len() >= 15, "{names:?}");
     for (style, p) in [(Style::Sd15, Prediction::Epsilon), (Style::Sd21, Prediction::VPrediction)] {
         let (unet, _) = tiny_unet(style);
-        let u = &unet;
-        run_finite(&Ddim::default(), &grid, &schedule, u, style, p);
-        run_finite(&Ddim { eta: 1.0, seed: 3 }, &grid, &schedule, u, style, p);
-        run_finite(&Ddpm::diffusers_default(), &grid, &schedule, u, style, p);
-        run_finite(&Euler, &grid, &schedule, u, style, p);
-        run_finite(&EulerAncestral::default(), &grid, &schedule, u, style, p);
-        run_finite(&Heun::default(), &grid, &schedule, u, style, p);
-        run_finite(&Lms::default(), &grid, &schedule, u, style, p);
-        run_finite(&DpmSolverMultistep::pp(2), &grid, &schedule, u, style, p);
-        run_finite(&DpmSolverMultistep::noise(3), &grid, &schedule, u, style, p);
-        run_finite(&DpmSolverSinglestep::pp(3), &grid, &schedule, u, style, p);
-        run_finite(&SdeDpmSolverPP::default(), &grid, &schedule, u, style, p);
-        run_finite(&Deis::default(), &grid, &schedule, u, style, p);
-        run_finite(&UniPc::default(), &grid, &schedule, u, style, p);
-        run_finite(&Ipndm::default(), &grid, &schedule, u, style, p);
-        let pndm_grid = Pndm::diffusers_grid(&schedule, 4, 1, false).unwrap();
-        run_finite(&Pndm::diffusers(true, 1000, 4), &pndm_grid, &schedule, u, style, p);
+        for name in &names {
+            let solver: AnySolver = name.parse().unwrap();
+            let den = sd::denoiser(&unet, &cond(style, 1, 1), Some(&cond(style, 1, 2)), 5.0, 2).unwrap();
+            let mut model = Model::new(den, &schedule, p);
+            let out =
+                sample_with(&solver, &mut model, &grid, &normal(&[2, 4, 8, 8], 7), &mut SeededNoise::new(3), |_| {})
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(out.dims(), &[2, 4, 8, 8]);
+            assert!(is_finite(&out), "{name} gave non-finite latents");
+            assert_eq!(model.nfe(), nfe_of(&solver, grid.as_ref()), "{name}");
+        }
     }
 }
 
