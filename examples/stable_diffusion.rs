@@ -22,7 +22,8 @@ use diffusion_samplers::{
     add_noise, sample_with, AnySolver, Denoiser, End, Grid, Model, NoiseSource, Progress, SeededNoise, Spacing,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use tokenizers::Tokenizer;
+
+mod sd_common;
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -116,8 +117,14 @@ impl SpacingArg {
     }
 }
 
-fn main() -> Result<(), AnyError> {
-    let args = Args::parse();
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), AnyError> {
     let v = args.model;
     let device = Device::cuda_if_available(0)?;
     let dtype = if args.f16 { DType::F16 } else { DType::F32 };
@@ -261,63 +268,9 @@ fn encode(
 ) -> Result<Conditioning, AnyError> {
     let mut ids = Vec::new();
     for dir in &folder.tokenizers {
-        ids.push(clip_tokens(dir, prompt)?);
+        ids.push(sd_common::clip_tokens(dir, prompt)?);
     }
     Ok(text.encode(&ids, width, height)?)
-}
-
-/// CLIP tokenization as transformers' `CLIPTokenizer(prompt, padding="max_length",
-/// max_length=77, truncation=True)`: `[BOS] tokens[..75] [EOS]`, padded with the folder's pad token.
-fn clip_tokens(dir: &Path, prompt: &str) -> Result<Vec<u32>, AnyError> {
-    let tok = clip_tokenizer(dir)?;
-    let id = |t: &str| tok.token_to_id(t).ok_or_else(|| format!("{} has no token {t}", dir.display()));
-    let (bos, eos) = (id("<|startoftext|>")?, id("<|endoftext|>")?);
-    let pad = id(&pad_token(dir).unwrap_or_else(|| "<|endoftext|>".into()))?;
-    let enc = tok.encode(prompt, false).map_err(|e| format!("tokenizing the prompt: {e}"))?;
-    let mut ids = vec![bos];
-    ids.extend(enc.get_ids().iter().take(sd::MAX_TOKENS - 2));
-    ids.push(eos);
-    ids.resize(sd::MAX_TOKENS, pad);
-    Ok(ids)
-}
-
-/// The pad token from `special_tokens_map.json` (`"!"` for SD 2.x and SDXL's second tokenizer).
-fn pad_token(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("special_tokens_map.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    match v.get("pad_token")? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => other.get("content")?.as_str().map(str::to_string),
-    }
-}
-
-/// `tokenizer.json` if the folder has one, else transformers' `CLIPTokenizerFast` pipeline built
-/// from `vocab.json` and `merges.txt`: NFC, whitespace runs to one space, lowercase; CLIP's split
-/// pattern; byte-level BPE with the `</w>` end-of-word suffix.
-fn clip_tokenizer(dir: &Path) -> Result<Tokenizer, AnyError> {
-    use tokenizers::models::bpe::BPE;
-    use tokenizers::normalizers::{Lowercase, Replace, Sequence, NFC};
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
-    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-    use tokenizers::SplitDelimiterBehavior;
-    let json = dir.join("tokenizer.json");
-    if json.is_file() {
-        return Tokenizer::from_file(&json).map_err(|e| format!("{}: {e}", json.display()).into());
-    }
-    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-    let bpe = BPE::from_file(&vocab.display().to_string(), &merges.display().to_string())
-        .unk_token("<|endoftext|>".into())
-        .end_of_word_suffix("</w>".into())
-        .build()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut tok = Tokenizer::new(bpe);
-    let ws = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")?;
-    tok.with_normalizer(Some(Sequence::new(vec![NFC.into(), ws.into(), Lowercase.into()])))?;
-    let pattern = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
-    let split = Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Removed, true)?;
-    tok.with_pre_tokenizer(Some(PreSequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()])));
-    Ok(tok)
 }
 
 fn load_png(path: &Path, width: usize, height: usize, device: &Device) -> Result<Tensor, AnyError> {

@@ -31,6 +31,10 @@ use diffusion_samplers::{
     Model, NoiseSource, Prediction, Scheduler, SeededNoise, Spacing,
 };
 
+#[allow(dead_code)]
+#[path = "../examples/sd_common/mod.rs"]
+mod sd_common;
+
 // ---------------------------------------------------------------- tiny models
 
 /// Weights generated from a fixed seed per tensor name (FNV-1a of the name): normal values
@@ -771,4 +775,26 @@ fn version_names_round_trip() {
     }
     let err = "sd3".parse::<SdVersion>().unwrap_err().to_string();
     assert!(err.contains("sd15") && err.contains("sdxl-turbo"), "{err}");
+}
+
+/// The example's CLIP tokenizer (built from a folder's `vocab.json` and `merges.txt`) gives
+/// transformers' `CLIPTokenizer` ids, padded and truncated as the diffusers pipelines ask
+/// (`padding="max_length", max_length=77, truncation=True`), for both pad tokens in use
+/// (`<|endoftext|>`: SD 1.x and SDXL's first tokenizer; `!`: SD 2.x and SDXL's second).
+/// Fixture: `tools/clip_tokenizer_fixture.py` (a 1200-merge slice of CLIP's BPE).
+#[test]
+fn example_clip_tokenizer_matches_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip_tokenizer");
+    let text = std::fs::read_to_string(dir.join("cases.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 22);
+    for case in cases {
+        let (prompt, pad) = (case["prompt"].as_str().unwrap(), case["pad_token"].as_str().unwrap());
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let tok = sd_common::clip_tokenizer(&dir, pad).unwrap();
+        assert_eq!(sd_common::clip_ids(&tok, prompt, pad).unwrap(), want, "{prompt:?} (pad {pad})");
+    }
+    // without special_tokens_map.json the pad token is <|endoftext|>
+    assert_eq!(sd_common::clip_tokens(&dir, "a horse").unwrap()[76], 1713);
 }
