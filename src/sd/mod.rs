@@ -248,11 +248,11 @@ pub fn check_input_image(width: usize, height: usize, out_width: usize, out_heig
 
 /// RGB bytes (`width * height * 3`, row-major) to a `[1, 3, h, w]` tensor in `[-1, 1]`.
 pub fn image_to_tensor(rgb: &[u8], width: usize, height: usize, device: &Device) -> Result<Tensor> {
-    if rgb.len() != width * height * 3 {
+    let needed = width.checked_mul(height).and_then(|n| n.checked_mul(3));
+    if needed != Some(rgb.len()) {
         return Err(Error::InvalidConfig(format!(
-            "{} bytes is not a {width}x{height} RGB image ({} bytes)",
-            rgb.len(),
-            width * height * 3
+            "{} bytes is not a {width}x{height} RGB image (3 bytes per pixel)",
+            rgb.len()
         )));
     }
     let t = Tensor::from_slice(rgb, (height, width, 3), device)?.permute((2, 0, 1))?.to_dtype(DType::F32)?;
