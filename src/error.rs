@@ -217,6 +217,37 @@ pub enum Error {
         file: String,
     },
 
+    /// Two inputs that must agree in batch size do not (e.g. prompt embeddings and the noise).
+    #[error(
+        "{what} have batch {got} but {against} has batch {expected}: give one row per image, or a \
+         batch that divides it (one prompt for several images)"
+    )]
+    BatchMismatch {
+        /// What has the wrong batch ("prompt embeddings", ...).
+        what: &'static str,
+        /// Its batch size.
+        got: usize,
+        /// What it is checked against ("the noise", ...).
+        against: &'static str,
+        /// That input's batch size.
+        expected: usize,
+    },
+
+    /// An input image has a size the model or the run cannot use.
+    #[error("{what} is {got_width}x{got_height} (width x height) but {expected}: {hint}")]
+    ImageSize {
+        /// Which image ("img2img input image", ...).
+        what: String,
+        /// Its width in pixels.
+        got_width: usize,
+        /// Its height in pixels.
+        got_height: usize,
+        /// What is needed ("the output is 512x512", ...).
+        expected: String,
+        /// What to do.
+        hint: String,
+    },
+
     /// An error from a solver step, naming the solver and the step (1-based).
     #[error("{solver} step {step}/{count}: {source}")]
     Step {

@@ -57,6 +57,8 @@ mod ops;
 pub mod sample;
 pub mod schedule;
 pub mod sigmas;
+#[cfg(feature = "stable-diffusion")]
+pub mod sd;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]
