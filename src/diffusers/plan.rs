@@ -332,6 +332,7 @@ impl DiffusersSampler {
                             policy,
                             solver_type,
                             third_order: ThirdOrder::Reference,
+                            ..SdeDpmSolverPP::diffusers_default()
                         }))
                     }
                     AlgorithmType::SdeDpmSolver => {
