@@ -11,7 +11,12 @@ One section per fixture family, one output file each (`tests/fixtures/kdiffusion
              Align Your Steps, independent numpy/scipy formulations written from their
              definitions (ComfyUI itself is not installable here; no ComfyUI code is used).
 
-To add a family (e.g. the k-diffusion samplers): write `section_<family>(versions) -> (tensors,
+  samplers   k-diffusion's samplers (tests/samplers_kd.rs): sample_euler (and churn), _euler_ancestral,
+             _heun, _dpm_2, _dpm_2_ancestral, _lms (and ComfyUI's lms), _dpmpp_2s_ancestral,
+             _dpmpp_sde, _dpmpp_2m, _dpmpp_2m_sde (midpoint / heun), _dpmpp_3m_sde on the Gaussian
+             mixture, with supplied noise (about 20 s).
+
+To add a family: write `section_<family>(versions) -> (tensors,
 metadata)` and add it to SECTIONS; `--only <family>` regenerates one file.
 
 k-diffusion is installed without its heavy dependencies (see tools/requirements-kdiffusion.txt):
