@@ -86,7 +86,9 @@ pub trait Solver {
 
     /// Network evaluations the solver spends on `step` (exact, where it varies: Heun's step into
     /// `sigma = 0` is 1, PNDM's Runge-Kutta warm-up steps 4). It may depend on the step's
-    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times.
+    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times (one
+    /// exception: an ancestral DPM-2 / DPM-Solver++(2S) step with `eta > 1` whose whole step is
+    /// noise is an Euler step, 1 NFE).
     fn nfe(&self, step: &Step) -> usize {
         let _ = step;
         1
