@@ -25,6 +25,28 @@
 //! cast to the requested dtype on the host, then moved to the requested device: the same seed
 //! gives the same values on every device and, up to the dtype's rounding, in every dtype. Element
 //! `i` of a tensor depends only on the seed, the times and `i`, not on the tensor's size.
+//!
+//! A `BrownianPath` is a [`NoiseSource`]: hand it to the loop and the stochastic solvers draw their
+//! noise from it ([`NoiseSource::noise_between`]).
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use diffusion_samplers::{sample_with, testing::GaussianMixture, BrownianPath, BrownianTime, DiscreteVp, End, Grid};
+//! use diffusion_samplers::{Model, Prediction, SdeDpmSolverPP, SeededNoise, SigmaSchedule, Spacing};
+//! let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000)?;
+//! let gm = GaussianMixture::example(4, 3, 0)?;
+//! let x_t = Tensor::from_vec(SeededNoise::new(1).normal_vec(32), (8, 4), &Device::Cpu)?;
+//! let run = |steps: usize| -> diffusion_samplers::Result<Tensor> {
+//!     let grid = Grid::new(&sd, &Spacing::Sigmas(SigmaSchedule::Karras { rho: 7.0 }), steps, End::Clean)?;
+//!     let mut model = Model::new(gm.denoiser(&sd, Prediction::Epsilon), &sd, Prediction::Epsilon);
+//!     let mut noise = BrownianPath::for_schedule(42, &sd, BrownianTime::KSigma)?; // seed 42
+//!     sample_with(&SdeDpmSolverPP::order(2), &mut model, &grid, &x_t, &mut noise, |_| {})
+//! };
+//! // the same seed at 100 and 200 steps: the same Brownian path, nearly the same sample
+//! let gap = (run(100)? - run(200)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+//! assert!(gap < 0.05, "{gap}");
+//! # Ok::<(), diffusion_samplers::Error>(())
+//! ```
 
 use candle_core::{DType, Device, Tensor};
 

@@ -11,7 +11,7 @@
 
 use super::expint::{weights, Form};
 use super::linalg::solve;
-use super::phi::{phi, tail};
+use super::phi::{factorial, phi, tail};
 use crate::error::{Error, Result};
 use crate::schedule::Point;
 
@@ -108,10 +108,6 @@ pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
         Form::Noise if k == 0 => -to.sigma * h.exp_m1(),
         Form::Noise => -to.sigma * h * phi(k + 1, h),
     }
-}
-
-pub(crate) fn factorial(k: usize) -> f64 {
-    (1..=k).map(|i| i as f64).product()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod ksigma;
 pub mod lagrange;
 pub mod linalg;
 pub mod multistep;
+pub(crate) mod numpy;
 mod order;
 pub mod phi;
 

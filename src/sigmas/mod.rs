@@ -24,20 +24,27 @@
 //! interpolated linearly in the training index, as ComfyUI's `ModelSamplingDiscrete.sigma(t)` and
 //! k-diffusion's `t_to_sigma` do (the same interpolation `DiscreteVp` uses for fractional times).
 //! `sigma_min` and `sigma_max` are the schedule's noise levels at its smallest and largest trained
-//! time (the table's ends: 0.0291675 and 14.614642 for Stable Diffusion's table).
+//! time (the table's ends: 0.0291672 and 14.614641 for Stable Diffusion's table). One difference
+//! remains in how a network is called between the levels: ComfyUI conditions a discrete model on
+//! the *nearest* training index (`ModelSamplingDiscrete.timestep` is an argmin over the table),
+//! while `DiscreteVp` passes the fractional index (k-diffusion's `sigma_to_t` without
+//! `quantize`). The table-based schedules (simple, ddim_uniform, beta) sit on integer indices, so
+//! both call the network at the same timesteps there.
 //!
 //! # Where the grid ends
 //!
 //! ComfyUI's lists end at `sigma = 0`; that is [`End::Clean`], and with it every schedule gives
 //! exactly the reference list. For the schedules defined by a function `f(n)` of `n` noise levels
 //! from `sigma_max` down to `sigma_min` (karras, exponential, polyexponential, vp, laplace,
-//! kl_optimal, beta_sigmas, and normal / sgm_uniform in model time), `End::Clean` is
-//! `f(steps)` followed by 0 (k-diffusion's `append_zero`) and [`End::Min`] is `f(steps + 1)`,
-//! ending at `sigma_min` (ComfyUI's `LaplaceScheduler` node returns exactly this, without a final
-//! 0); [`End::At`] moves `sigma_min` to the noise level at that time. Align Your Steps
-//! interpolates its list to `steps + 1` levels; `End::Clean` replaces the last one by 0, as
-//! ComfyUI's node does, `End::Min` keeps it. The table-based schedules (simple, ddim_uniform,
-//! beta, linear_quadratic) are defined only with their final 0.
+//! kl_optimal, beta_sigmas, and normal in model time), `End::Clean` is `f(steps)` followed by 0
+//! (k-diffusion's `append_zero`) and [`End::Min`] is `f(steps + 1)`, ending at `sigma_min`
+//! (ComfyUI's `LaplaceScheduler` node returns exactly this, without a final 0); [`End::At`] moves
+//! `sigma_min` to the noise level at that time (vp's levels do not depend on the model: no
+//! `End::At`). sgm_uniform differs from normal only in where its clean step starts, so without a
+//! clean end it is normal's grid. Align Your Steps interpolates its list to `steps + 1` levels;
+//! `End::Clean` replaces the last one by 0, as ComfyUI's node does, `End::Min` keeps it. The
+//! table-based schedules (simple, ddim_uniform, beta, linear_quadratic) are defined only with
+//! their final 0.
 //!
 //! # Precision
 //!
@@ -74,7 +81,7 @@ pub enum SigmaSchedule {
     Normal,
     /// ComfyUI `sgm_uniform` (Stability's `sgm` sampling code): `linspace(t_max, t_min, steps + 1)`
     /// in model time without its last point, then 0, so the final step starts one interval above
-    /// `t_min`.
+    /// `t_min`. Without a clean end it is [`SigmaSchedule::Normal`]'s grid.
     SgmUniform,
     /// ComfyUI `simple`: the table's sigmas at indices `N - 1 - floor(i * N / steps)`, `i < steps`,
     /// then 0 (`N` training timesteps). Needs a discrete schedule.
@@ -448,10 +455,10 @@ fn point_of_ksigma(schedule: &dyn Scheduler, ks: f64, index: usize, name: &str) 
 
 /// numpy's and torch's `linspace(start, end, n)` (`[start]` for `n = 1`), in f64.
 fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    crate::grid::linspace(start, end, n)
+    crate::math::numpy::linspace(start, end, n)
 }
 
-pub(crate) fn positive_finite(name: &str, what: &str, v: f64) -> Result<()> {
+fn positive_finite(name: &str, what: &str, v: f64) -> Result<()> {
     if !(v > 0.0 && v.is_finite()) {
         return config_err(format!("the `{name}` schedule's {what} must be positive and finite, got {v}"));
     }

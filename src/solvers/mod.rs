@@ -40,6 +40,7 @@ pub use euler_ancestral::EulerAncestral;
 pub use heun::Heun;
 pub use ipndm::{Ipndm, ZeroAlphaStart};
 pub use lms::{Lms, LmsFinal};
+pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
 pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
