@@ -12,10 +12,8 @@ use candle_core::{DType, Device, Tensor};
 use common::refinement_gaps;
 use diffusion_samplers::brownian::{BrownianPath, BrownianTime};
 use diffusion_samplers::sigmas::SigmaSchedule;
-use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::{
-    sample_with, DiscreteVp, End, Error, EulerAncestral, Grid, Model, NoiseSource, Prediction, RectifiedFlow,
-    Scheduler, SdeDpmSolverPP, SeededNoise, Solver, Spacing,
+    DiscreteVp, End, Error, EulerAncestral, Grid, NoiseSource, RectifiedFlow, Scheduler, SdeDpmSolverPP, SeededNoise,
 };
 
 const N: usize = 40_000;

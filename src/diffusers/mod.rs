@@ -46,7 +46,9 @@
 //! - Stochastic classes draw their noise from a [`crate::NoiseSource`] (seeded by default):
 //!   torch's generator is not reproduced, pass recorded noise to match a diffusers run.
 
+mod classes;
 mod config;
+mod options;
 mod problem;
 mod resolve;
 mod sampler;

@@ -11,10 +11,10 @@ use crate::error::Result;
 use crate::math::expint::Form;
 use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::model::{DataTransform, DynamicThresholding, Prediction};
-use crate::schedule::{alphas_cumprod, BetaSchedule, Point, Scheduler};
+use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, BetaSchedule, Point, Scheduler};
 use crate::solvers::{
-    Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, DdpmVariance, Deis, DpmSolverMultistep, DpmSolverSinglestep,
-    Euler, EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
+    Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, Deis, DpmSolverMultistep, DpmSolverSinglestep, Euler,
+    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
 };
 
 /// The time coordinate of the model for flow-sigma grids: `alpha = 1 - t / n`, `sigma = t / n`,
@@ -30,13 +30,7 @@ impl Scheduler for FlowClock {
         (1.0 - s, s)
     }
     fn t_of_lambda(&self, lambda: f64) -> f64 {
-        let s = if lambda >= 0.0 {
-            let e = (-lambda).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + lambda.exp())
-        };
-        s * self.n
+        flow_sigma_of_lambda(lambda) * self.n
     }
     fn t_range(&self) -> (f64, f64) {
         (0.0, self.n)
@@ -384,9 +378,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
         }
         SchedulerClass::Ddpm => {
             let variance = match get(c.variance_type, VarianceType::FixedSmall) {
-                VarianceType::FixedSmall => DdpmVariance::FixedSmall,
-                VarianceType::FixedSmallLog => DdpmVariance::FixedSmallLog,
-                VarianceType::FixedLarge => DdpmVariance::FixedLarge,
+                v @ (VarianceType::FixedSmall | VarianceType::FixedSmallLog | VarianceType::FixedLarge) => v,
                 VarianceType::FixedLargeLog => {
                     return cfg_err(
                         "variance_type",

@@ -152,37 +152,28 @@ trait Real: Copy + PartialOrd + std::ops::Sub<Output = Self> + std::ops::Mul<Out
     fn from_f64(x: f64) -> Self;
 }
 
-impl Real for f32 {
-    const ONE: f32 = 1.0;
-    fn sqrt(self) -> f32 {
-        f32::sqrt(self)
-    }
-    fn div(self, other: f32) -> f32 {
-        self / other
-    }
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ONE: $t = 1.0;
+            fn sqrt(self) -> $t {
+                <$t>::sqrt(self)
+            }
+            fn div(self, other: $t) -> $t {
+                self / other
+            }
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+            fn from_f64(x: f64) -> $t {
+                x as $t
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    const ONE: f64 = 1.0;
-    fn sqrt(self) -> f64 {
-        f64::sqrt(self)
-    }
-    fn div(self, other: f64) -> f64 {
-        self / other
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
-}
+real!(f32);
+real!(f64);
 
 /// `cumprod(1 - betas)`, accumulated in f64 and stored in `T` (torch's float32 `cumprod` does
 /// the same).

@@ -12,6 +12,7 @@ mod vp;
 
 pub use betas::TablePrecision;
 pub(crate) use betas::{alphas_cumprod, torch_linspace_f32};
+pub(crate) use flow::flow_sigma_of_lambda;
 pub use flow::RectifiedFlow;
 pub use ve::{Edm, EdmModelTime};
 pub use vp::{BetaSchedule, ContinuousVp, CosineVp, DiscreteVp};
