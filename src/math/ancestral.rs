@@ -11,9 +11,13 @@
 //! DDPM's posterior variance, `eta = 0` no noise (`s_down = s_to`).
 //!
 //! Shared by every ancestral / SDE sampler of the k-diffusion family (Euler-ancestral, DPM-2
-//! ancestral, DPM-Solver++(2S) ancestral, DPM-Solver++ SDE, and the CFG++ variants).
+//! ancestral, DPM-Solver++(2S) ancestral, DPM-Solver++ SDE, and the CFG++ variants):
+//! [`ancestral`] on points, with its noise-level form [`ancestral_split`] and the weights of the
+//! ancestral Euler step [`ancestral_euler_weights`]; [`ksigma_point`] finds a schedule's point at
+//! a noise level.
 
-use crate::schedule::Point;
+use super::expint::{weights, Form};
+use crate::schedule::{Point, Scheduler};
 
 /// An ancestral step `from -> to` split into a deterministic step to [`Ancestral::down`] and
 /// fresh noise of standard deviation [`Ancestral::noise`] (in `x`).
@@ -54,6 +58,60 @@ pub fn ancestral(from: &Point, to: &Point, eta: f64) -> Ancestral {
     let ln_m = 0.5 * if u2 < 0.5 { (-u2).ln_1p() } else { m2.ln() };
     let down = Point { t: to.t, alpha: to.alpha, sigma: to.sigma * m2.sqrt(), lambda: to.lambda - ln_m };
     Ancestral { down, noise: to.sigma * u2.sqrt() }
+}
+
+/// `(s_down, s_up)` for a step from noise level `s_from` to `s_to` with noise fraction `eta`
+/// (k-diffusion's `get_ancestral_step`): [`ancestral`] on points with `alpha = 1`. Finite for
+/// `s_from = inf` (a start at `alpha = 0`: `s_up = min(s_to, eta s_to)`) and `s_to = 0` (both 0).
+///
+/// ```
+/// use diffusion_samplers::math::ancestral::ancestral_split;
+/// let (down, up) = ancestral_split(2.0, 1.0, 1.0);
+/// assert!((up - 0.75f64.sqrt()).abs() < 1e-15 && (down - 0.5).abs() < 1e-15);
+/// assert_eq!(ancestral_split(2.0, 1.0, 0.0), (1.0, 0.0));
+/// assert_eq!(ancestral_split(2.0, 0.0, 1.0), (0.0, 0.0));
+/// ```
+pub fn ancestral_split(s_from: f64, s_to: f64, eta: f64) -> (f64, f64) {
+    let a = ancestral(&Point::new(0.0, 1.0, s_from), &Point::new(0.0, 1.0, s_to), eta);
+    (a.down.sigma, a.noise)
+}
+
+/// The point of `schedule` whose noise level `sigma / alpha` is `s` (`s = 0`: the clean point).
+/// Schedules defined on a finite table clamp to it ([`Scheduler::t_of_lambda`]).
+///
+/// ```
+/// use diffusion_samplers::{math::ancestral::ksigma_point, DiscreteVp, Scheduler};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let p = ksigma_point(&s, 1.5);
+/// assert!((p.ksigma() - 1.5).abs() < 1e-9);
+/// assert!(ksigma_point(&s, 0.0).is_clean());
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+pub fn ksigma_point(schedule: &dyn Scheduler, s: f64) -> Point {
+    if s == 0.0 {
+        return schedule.clean_point();
+    }
+    schedule.point_of_lambda(-s.ln())
+}
+
+/// The weights of one ancestral Euler step in `x` (the sample at `from`): the step
+/// `x_to / alpha_to = (s_down / s) x / alpha + (1 - s_down / s) x0 + s_up z` is
+/// `x_to = c_x x + c_d x0 + c_z z` with `c_x = alpha_to s_down / sigma`,
+/// `c_d = alpha_to (1 - s_down / s)`, `c_z = alpha_to s_up` (the Euler step to
+/// [`Ancestral::down`] and [`Ancestral::noise`]; finite at `alpha = 0` and into `sigma = 0`).
+///
+/// ```
+/// use diffusion_samplers::{math::ancestral::ancestral_euler_weights, Point};
+/// let (from, to) = (Point::new(1.0, 0.6, 0.8), Point::new(0.0, 0.8, 0.6));
+/// let (c_x, c_d, c_z) = ancestral_euler_weights(&from, &to, 0.0);
+/// // eta = 0: the Euler (DDIM) step, no noise
+/// assert!((c_x - 0.6 / 0.8).abs() < 1e-15 && (c_d - 0.8 * (1.0 - 0.75 / (4.0 / 3.0))).abs() < 1e-15);
+/// assert_eq!(c_z, 0.0);
+/// ```
+pub fn ancestral_euler_weights(from: &Point, to: &Point, eta: f64) -> (f64, f64, f64) {
+    let a = ancestral(from, to, eta);
+    let w = weights(Form::Data, from, &a.down);
+    (w.c_x, w.c[0], a.noise)
 }
 
 #[cfg(test)]
@@ -116,5 +174,34 @@ mod tests {
         assert!((a.noise - 0.48).abs() < 1e-15 && (a.down.sigma - 0.64).abs() < 1e-15, "{a:?}");
         // inversion: no noise
         assert_eq!(ancestral(&ve(1.0), &ve(2.0), 1.0), Ancestral { down: ve(2.0), noise: 0.0 });
+    }
+
+    #[test]
+    fn split_keeps_the_variance_and_its_limits() {
+        for (s, t, eta) in [(5.0, 2.0, 1.0), (5.0, 2.0, 0.5), (1.0, 0.999, 1.0), (3.0, 1.0, 2.0)] {
+            let (down, up) = ancestral_split(s, t, eta);
+            assert!((down * down + up * up - t * t).abs() < 1e-12, "{s} {t} {eta}");
+            assert!(up <= t && down >= 0.0);
+        }
+        // eta = 1 is the DDPM posterior: s_down = s_to^2 / s
+        let (down, _) = ancestral_split(5.0, 2.0, 1.0);
+        assert!((down - 0.8).abs() < 1e-12);
+        // a start at alpha = 0 (s = inf) and large eta stay finite
+        assert_eq!(ancestral_split(f64::INFINITY, 2.0, 1.0), (0.0, 2.0));
+        let (down, up) = ancestral_split(f64::INFINITY, 2.0, 0.5);
+        assert!((up - 1.0).abs() < 1e-15 && (down - 3f64.sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn euler_weights_at_the_ends() {
+        // from alpha = 0 the step returns the data prediction plus noise
+        let from = Point::new(1.0, 0.0, 1.0);
+        let to = Point::new(0.5, 0.6, 0.8);
+        let (c_x, c_d, c_z) = ancestral_euler_weights(&from, &to, 1.0);
+        assert_eq!(c_x, 0.0);
+        assert!((c_d - 0.6).abs() < 1e-15 && (c_z - 0.8).abs() < 1e-15);
+        // into sigma = 0: the data prediction
+        let (c_x, c_d, c_z) = ancestral_euler_weights(&to, &Point::clean(0.0), 1.0);
+        assert_eq!((c_x, c_d, c_z), (0.0, 1.0, 0.0));
     }
 }
