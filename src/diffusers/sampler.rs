@@ -29,7 +29,7 @@ pub struct Plan {
     pub sigmas: Vec<f64>,
     /// diffusers' `init_noise_sigma`: the pipeline starts from `noise * init_noise_sigma`.
     pub init_noise_sigma: f64,
-    /// The steps the loop takes (each from a point to a point; with [`DdimTarget::UniformStride`]
+    /// The steps the loop takes (each from a point to a point; with [`super::DdimTarget::UniformStride`]
     /// a step may end off the next step's start, as in diffusers; a repeated sigma is a
     /// [`StepKind::EvaluateOnly`] step, except for UniPC and singlestep DPM-Solver, whose
     /// diffusers `step` still moves the sample there). Run them with [`crate::sample_with`].
@@ -198,7 +198,7 @@ impl DiffusersSampler {
         self.resolved.transform
     }
 
-    /// diffusers' `alphas_cumprod` (float32 values unless [`TablePrecision::Float64`]); empty for
+    /// diffusers' `alphas_cumprod` (float32 values unless [`super::TablePrecision::Float64`]); empty for
     /// flow matching.
     pub fn alphas_cumprod(&self) -> &[f64] {
         &self.resolved.alphas_cumprod

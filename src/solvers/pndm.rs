@@ -138,9 +138,10 @@ impl Pndm {
 
     /// diffusers' `PNDMScheduler` grid (`timestep_spacing = "leading"`): the timesteps
     /// `(steps - 1 - i) * (N / steps) + steps_offset` for a table of `N` training timesteps, then
-    /// the end of [`diffusers_points`]. When that end repeats the last timestep (`steps_offset = 0`
-    /// without `set_alpha_to_one`), diffusers' final step is a no-op that still calls the network
-    /// once; this grid leaves it out.
+    /// diffusers' `prev_timestep` of the last one: `last - N / steps` when that is a timestep of
+    /// the table, else the clean point if `set_alpha_to_one`, else the table's first entry (time 0).
+    /// When that end repeats the last timestep (`steps_offset = 0` without `set_alpha_to_one`),
+    /// diffusers' final step is a no-op that still calls the network once; this grid leaves it out.
     pub fn diffusers_grid(
         schedule: &dyn Scheduler,
         steps: usize,
