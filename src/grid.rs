@@ -136,18 +136,27 @@ pub struct Step {
     pub to: Point,
     /// What the loop does here.
     pub kind: StepKind,
+    /// Where the following step of the list ends, when there is one and the steps were made
+    /// together ([`Step::chain`], a [`Grid`]); `None` on the last step and for a step made alone
+    /// ([`Step::new`]). Methods that look one step ahead (ComfyUI's `heunpp2`) read it.
+    pub next: Option<Point>,
 }
 
 impl Step {
     /// A [`StepKind::Solve`] step.
     pub fn new(index: usize, count: usize, from: Point, to: Point) -> Step {
-        Step { index, count, from, to, kind: StepKind::Solve }
+        Step { index, count, from, to, kind: StepKind::Solve, next: None }
     }
 
-    /// The steps between consecutive `points` (all [`StepKind::Solve`]).
+    /// The steps between consecutive `points` (all [`StepKind::Solve`], each knowing where the
+    /// following one ends: [`Step::next`]).
     pub fn chain(points: &[Point]) -> Vec<Step> {
         let count = points.len().saturating_sub(1);
-        points.windows(2).enumerate().map(|(index, w)| Step::new(index, count, w[0], w[1])).collect()
+        points
+            .windows(2)
+            .enumerate()
+            .map(|(index, w)| Step { next: points.get(index + 2).copied(), ..Step::new(index, count, w[0], w[1]) })
+            .collect()
     }
 
     /// `lambda_to - lambda_from` (positive when sampling, negative when inverting).

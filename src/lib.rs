@@ -12,10 +12,12 @@
 //! [`sample_with`] is the one loop, which owns the noise of stochastic solvers (a
 //! [`NoiseSource`]: [`SeededNoise`], [`TensorNoise`], a closure).
 //!
-//! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`], [`EulerAncestral`], [`Heun`] (EDM,
-//! with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
+//! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`](struct@Euler), [`EulerAncestral`],
+//! [`Heun`] (EDM, with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
 //! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
-//! and [`Ipndm`]. Each reports its order, its network evaluations per step and whether it is
+//! and [`Ipndm`]; k-diffusion's and ComfyUI's [`Dpm2`], [`Dpm2Ancestral`], [`HeunPp2`],
+//! [`DpmPp2sAncestral`] and [`DpmPpSde`] (with `euler`, `heun`, `lms`, `dpmpp_2m` and the
+//! `dpmpp_*m_sde` family on the solvers above, each under its ComfyUI name). Each reports its order, its network evaluations per step and whether it is
 //! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
 //! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
 //! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
@@ -84,3 +86,5 @@ pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP
 pub use solvers::{
     Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart,
 };
+// the k-diffusion / ComfyUI samplers (group KD)
+pub use solvers::{CleanStepDraw, Dpm2, Dpm2Ancestral, DpmPp2sAncestral, DpmPpSde, HeunPp2, LmsFinal};

@@ -2,13 +2,16 @@
 //! per name.
 //!
 //! Names are lowercase snake case. Where the algorithm is the one ComfyUI / k-diffusion ship under
-//! a name, that name is used (`euler`, `euler_ancestral`, `heun`, `lms`, `dpmpp_2m`,
-//! `dpmpp_2m_sde`, `ipndm`, `ddim`, `ddpm`); otherwise the family gets an order or variant suffix
-//! (`dpmpp_3m`, `unipc_bh2_3`, `deis_3`, `dpmpp_2s`, ...). `_lof` marks diffusers' lower order on
-//! the last steps of grids under 15 steps ([`crate::OrderPolicy::diffusers`]); without it the
-//! multistep methods keep their full order to the end (first order only into `sigma = 0`).
-//! ComfyUI's `dpm_2`, `dpm_2_ancestral`, `dpmpp_2s_ancestral`, `dpmpp_sde` and `dpmpp_3m_sde`
-//! are other algorithms and are not names of these solvers.
+//! a name, that name is used (`euler`, `euler_ancestral`, `heun`, `heunpp2`, `dpm_2`,
+//! `dpm_2_ancestral`, `lms`, `dpmpp_2s_ancestral`, `dpmpp_sde`, `dpmpp_2m`, `dpmpp_2m_sde`,
+//! `dpmpp_2m_sde_heun`, `dpmpp_3m_sde`, `ipndm`, `ddim`, `ddpm`), with ComfyUI's defaults (its
+//! `lms` takes the step into `sigma = 0` at first order, [`crate::Lms::comfyui`]; ComfyUI's
+//! `_gpu` variants differ only in where torch draws the Brownian tree and have no names here);
+//! otherwise the family gets an order or variant suffix (`dpmpp_3m`, `unipc_bh2_3`, `deis_3`,
+//! `dpmpp_2s`, ...). `_lof` marks diffusers' lower order on the last steps of grids under 15 steps
+//! ([`crate::OrderPolicy::diffusers`]); without it the multistep methods keep their full order to
+//! the end (first order only into `sigma = 0`). `dpmpp_2s` and `dpmpp_3s` are diffusers'
+//! singlestep solvers, not ComfyUI's `dpmpp_2s_ancestral`.
 //!
 //! ```
 //! use diffusion_samplers::{names::solver_names, AnySolver};
@@ -33,7 +36,15 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("euler", || AnySolver::unnamed(Euler)),
     ("euler_ancestral", || AnySolver::unnamed(EulerAncestral::default())),
     ("heun", || AnySolver::unnamed(Heun::default())),
-    ("lms", || AnySolver::unnamed(Lms::new(4))),
+    ("lms", || AnySolver::unnamed(Lms::comfyui())),
+    // the k-diffusion / ComfyUI samplers (group KD)
+    ("heunpp2", || AnySolver::unnamed(HeunPp2::default())),
+    ("dpm_2", || AnySolver::unnamed(Dpm2::default())),
+    ("dpm_2_ancestral", || AnySolver::unnamed(Dpm2Ancestral::default())),
+    ("dpmpp_2s_ancestral", || AnySolver::unnamed(DpmPp2sAncestral::default())),
+    ("dpmpp_sde", || AnySolver::unnamed(DpmPpSde::default())),
+    ("dpmpp_2m_sde_heun", || AnySolver::unnamed(SdeDpmSolverPP { solver_type: SolverType::Heun, ..SdeDpmSolverPP::k_diffusion(2) })),
+    ("dpmpp_3m_sde", || AnySolver::unnamed(SdeDpmSolverPP::k_diffusion(3))),
     ("ipndm", || AnySolver::unnamed(Ipndm::default())),
     ("pndm", || AnySolver::unnamed(Pndm::default())),
     ("plms", || AnySolver::unnamed(Pndm { warmup: Warmup::ImprovedEuler, ..Pndm::default() })),
@@ -43,7 +54,7 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("dpmpp_3m_lof", || AnySolver::unnamed(DpmSolverMultistep { policy: OrderPolicy::diffusers(3), ..DpmSolverMultistep::pp(3) })),
     ("dpm_solver_2m", || AnySolver::unnamed(DpmSolverMultistep::noise(2))),
     ("dpm_solver_3m", || AnySolver::unnamed(DpmSolverMultistep::noise(3))),
-    ("dpmpp_2m_sde", || AnySolver::unnamed(SdeDpmSolverPP::order(2))),
+    ("dpmpp_2m_sde", || AnySolver::unnamed(SdeDpmSolverPP::k_diffusion(2))),
     ("dpmpp_2s", || AnySolver::unnamed(DpmSolverSinglestep::pp(2))),
     ("dpmpp_3s", || AnySolver::unnamed(DpmSolverSinglestep::pp(3))),
     ("dpm_solver_2s", || AnySolver::unnamed(DpmSolverSinglestep::noise(2))),

@@ -6,13 +6,14 @@
 //! 1/2 or 2), independent draws per interval (no shared path) or correlated elements fail by
 //! tens of standard errors.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::refinement_gaps;
 use diffusion_samplers::brownian::{BrownianPath, BrownianTime};
 use diffusion_samplers::sigmas::SigmaSchedule;
-use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::{
-    sample_with, DiscreteVp, End, Error, EulerAncestral, Grid, Model, NoiseSource, Prediction, RectifiedFlow,
-    Scheduler, SdeDpmSolverPP, SeededNoise, Solver, Spacing,
+    DiscreteVp, End, Error, EulerAncestral, Grid, NoiseSource, RectifiedFlow, Scheduler, SdeDpmSolverPP, SeededNoise,
 };
 
 const N: usize = 40_000;
@@ -222,26 +223,6 @@ fn errors_are_typed() {
     // another depth is another (valid) path
     let mut shallow = BrownianPath::new(0, 0.0, 1.0).unwrap().with_depth(8).unwrap();
     assert_standard_normal(&normalised(&mut shallow, 0.9, 0.4), "depth 8");
-}
-
-/// RMS differences between an SDE sampler's results at 25/50, 50/100 and 100/200 steps, all with
-/// noise from `source(seed)` (a fresh source per run, as a user would).
-fn refinement_gaps<S: Solver>(solver: &S, source: impl Fn() -> Box<dyn NoiseSource>) -> Vec<f64> {
-    let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
-    let gm = GaussianMixture::example(6, 3, 4).unwrap();
-    let noise = Tensor::from_vec(SeededNoise::new(8).normal_vec(64 * 6), (64, 6), &Device::Cpu).unwrap();
-    let run = |steps: usize| {
-        let grid = Grid::new(&sd, &Spacing::Sigmas(SigmaSchedule::Karras { rho: 7.0 }), steps, End::Clean).unwrap();
-        let mut model = Model::new(gm.denoiser(&sd, Prediction::Epsilon), &sd, Prediction::Epsilon);
-        let x = (&noise * grid.points()[0].sigma).unwrap(); // start at the first level's noise
-        let mut src = source();
-        let out = sample_with(solver, &mut model, &grid, &x, src.as_mut(), |_| {}).unwrap();
-        out.flatten_all().unwrap().to_vec1::<f64>().unwrap()
-    };
-    let xs: Vec<Vec<f64>> = [25, 50, 100, 200].iter().map(|&n| run(n)).collect();
-    xs.windows(2)
-        .map(|w| (w[0].iter().zip(&w[1]).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / w[0].len() as f64).sqrt())
-        .collect()
 }
 
 #[test]

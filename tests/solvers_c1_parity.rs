@@ -148,6 +148,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 },
                 solver_type: solver_type(config),
                 third_order: ThirdOrder::Reference,
+                ..SdeDpmSolverPP::diffusers_default()
             };
             // replay diffusers' variance_noise, one draw per step
             let replay = TensorNoise::stacked(&fx.tensors["sde_noise"]).unwrap();

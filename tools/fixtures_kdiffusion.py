@@ -11,7 +11,12 @@ One section per fixture family, one output file each (`tests/fixtures/kdiffusion
              Align Your Steps, independent numpy/scipy formulations written from their
              definitions (ComfyUI itself is not installable here; no ComfyUI code is used).
 
-To add a family (e.g. the k-diffusion samplers): write `section_<family>(versions) -> (tensors,
+  samplers   k-diffusion's samplers (tests/samplers_kd.rs): sample_euler (and churn), _euler_ancestral,
+             _heun, _dpm_2, _dpm_2_ancestral, _lms (and ComfyUI's lms), _dpmpp_2s_ancestral,
+             _dpmpp_sde, _dpmpp_2m, _dpmpp_2m_sde (midpoint / heun), _dpmpp_3m_sde on the Gaussian
+             mixture, with supplied noise (about 20 s).
+
+To add a family: write `section_<family>(versions) -> (tensors,
 metadata)` and add it to SECTIONS; `--only <family>` regenerates one file.
 
 k-diffusion is installed without its heavy dependencies (see tools/requirements-kdiffusion.txt):
@@ -248,6 +253,149 @@ def section_schedules(versions: dict) -> tuple[dict, dict]:
 
 
 SECTIONS = {"schedules": section_schedules}
+
+
+# --------------------------------------------------------------------------------------
+# Section: samplers (tests/samplers_kd.rs)
+# --------------------------------------------------------------------------------------
+# The k-diffusion samplers on the Gaussian mixture of make_fixtures (K=3, D=6; N=2 samples), in
+# k-diffusion's own coordinates (the VE sample x / alpha against ksigma), float64 throughout.
+# The model is the exact posterior mean E[x0 | x] at (alpha, sigma) = (1, ksigma), written in
+# numpy (make_fixtures.gm_posterior_mean), not the crate's. Noise is supplied: the noise_sampler
+# argument (and torch.randn_like, for the churn of sample_euler / _heun / _dpm_2) hands out
+# standard normal tensors from numpy in order and records the interval it was asked for.
+KD_SAMPLERS = [
+    # (case label, k-diffusion function, kwargs, grids)
+    ("euler", "sample_euler", {}, "all"),
+    ("euler_churn", "sample_euler", {"s_churn": 1.0, "s_noise": 1.0}, "churn"),
+    ("euler_ancestral", "sample_euler_ancestral", {"eta": 1.0}, "all"),
+    ("euler_ancestral_eta", "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}, "some"),
+    ("heun", "sample_heun", {}, "all"),
+    ("heun_churn", "sample_heun", {"s_churn": 1.0, "s_noise": 1.003}, "churn"),
+    ("dpm_2", "sample_dpm_2", {}, "all"),
+    ("dpm_2_churn", "sample_dpm_2", {"s_churn": 0.5, "s_noise": 1.0}, "churn"),
+    ("dpm_2_ancestral", "sample_dpm_2_ancestral", {"eta": 1.0}, "all"),
+    ("dpm_2_ancestral_eta", "sample_dpm_2_ancestral", {"eta": 0.6, "s_noise": 1.1}, "some"),
+    ("lms", "sample_lms", {"order": 4}, "all"),
+    ("lms_comfy", "lms_comfy", {"order": 4}, "all"),
+    ("dpmpp_2s_ancestral", "sample_dpmpp_2s_ancestral", {"eta": 1.0}, "all"),
+    ("dpmpp_2s_ancestral_eta", "sample_dpmpp_2s_ancestral", {"eta": 0.7, "s_noise": 0.8}, "some"),
+    ("dpmpp_sde", "sample_dpmpp_sde", {"eta": 1.0}, "all"),
+    ("dpmpp_sde_eta", "sample_dpmpp_sde", {"eta": 0.5, "s_noise": 0.9, "r": 1.0 / 3.0}, "some"),
+    ("dpmpp_2m", "sample_dpmpp_2m", {}, "all"),
+    ("dpmpp_2m_sde", "sample_dpmpp_2m_sde", {"eta": 1.0, "solver_type": "midpoint"}, "all"),
+    ("dpmpp_2m_sde_heun", "sample_dpmpp_2m_sde", {"eta": 1.0, "solver_type": "heun"}, "all"),
+    ("dpmpp_2m_sde_eta", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9}, "some"),
+    ("dpmpp_3m_sde", "sample_dpmpp_3m_sde", {"eta": 1.0}, "all"),
+    ("dpmpp_3m_sde_eta", "sample_dpmpp_3m_sde", {"eta": 0.5, "s_noise": 0.9}, "some"),
+]
+SD_SMIN, SD_SMAX = 0.029167532920837402, 14.614641189575195  # Stable Diffusion's table ends (float32)
+
+
+def kd_grids(which: str) -> list[tuple[str, np.ndarray]]:
+    """(label, sigmas) for a sampler: Karras over Stable Diffusion's range ending at 0 (2 and 8
+    steps), an exponential grid ending at sigma_min > 0 (6 steps); "churn": Karras from 10 (so that
+    sigma_hat = 1.1 sigma_max stays inside the table's range for the VP runs); "some": two grids.
+    (2 and 8 Karras steps; the problem's first 2 noise rows: the fixture stays small.)"""
+    kd = lambda fn, *a, **kw: f64(with_default_dtype(torch.float64, fn, *a, **kw))  # noqa: E731
+    karras = [(f"karras{n}", kd(K.get_sigmas_karras, n, SD_SMIN, SD_SMAX, rho=7.0)) for n in (2, 8)]
+    expo = [("exp6min", kd(K.get_sigmas_exponential, 7, SD_SMIN, SD_SMAX)[:-1])]
+    if which == "churn":
+        return [(f"karras{n}from10", kd(K.get_sigmas_karras, n, 0.05, 10.0, rho=7.0)) for n in (3, 8)]
+    if which == "some":
+        return [karras[1], expo[0]]
+    return karras + expo
+
+
+class SuppliedNoise:
+    """Standard normal [N, D] tensors from numpy, handed out in order; records each request's
+    interval ((-1, -1) for torch.randn_like, which has none)."""
+
+    def __init__(self, seed: int, shape):
+        self.rng = np.random.default_rng(seed)
+        self.shape = shape
+        self.draws: list[np.ndarray] = []
+        self.intervals: list[tuple[float, float]] = []
+
+    def _next(self, interval) -> torch.Tensor:
+        z = self.rng.standard_normal(size=self.shape)
+        self.draws.append(z)
+        self.intervals.append(interval)
+        return torch.from_numpy(z.copy())
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        return self._next((float(sigma), float(sigma_next)))
+
+    def randn_like(self, x) -> torch.Tensor:
+        return self._next((-1.0, -1.0))
+
+
+def run_kd_sampler(fn_name: str, kwargs: dict, sigmas: np.ndarray, x_start: np.ndarray, problem: dict, noise: SuppliedNoise):
+    means, stds, weights = problem["means"], problem["stds"], problem["weights"]
+    calls = []
+
+    def model(x, sigma):
+        s = float(sigma.reshape(-1)[0])
+        calls.append(s)
+        return torch.from_numpy(mf.gm_posterior_mean(x.numpy(), 1.0, s, means, stds, weights))
+
+    sig = torch.from_numpy(sigmas.copy())
+    x = torch.from_numpy(x_start.copy())
+    saved = torch.randn_like
+    # the churn draws of sample_euler / _heun / _dpm_2 (k-diffusion draws on every step and uses
+    # the draw only where gamma > 0; without churn nothing is used, so nothing is recorded)
+    torch.randn_like = noise.randn_like if kwargs.get("s_churn", 0.0) > 0.0 else torch.zeros_like
+    try:
+        if fn_name == "lms_comfy" and sigmas[-1] == 0.0:
+            # ComfyUI's sample_lms: k-diffusion's order-4 steps, then x = denoised into sigma = 0
+            x = K.sample_lms(model, x, sig[:-1], disable=True, **kwargs)
+            x = model(x, sig[-2:-1])
+        elif fn_name == "lms_comfy":
+            x = K.sample_lms(model, x, sig, disable=True, **kwargs)
+        else:
+            fn = getattr(K, fn_name)
+            extra = {} if fn_name in ("sample_euler", "sample_heun", "sample_dpm_2", "sample_lms", "sample_dpmpp_2m") else {"noise_sampler": noise}
+            x = fn(model, x, sig, disable=True, **kwargs, **extra)
+    finally:
+        torch.randn_like = saved
+    return f64(x), calls
+
+
+def section_samplers(versions: dict) -> tuple[dict, dict]:
+    problem = mf.make_problem()
+    problem["noise"] = problem["noise"][:2]
+    T: dict[str, np.ndarray] = {k: problem[k] for k in ("means", "stds", "weights", "noise")}
+    cases = []
+    for ci, (label, fn_name, kwargs, which) in enumerate(KD_SAMPLERS):
+        for grid, sigmas in kd_grids(which):
+            name = f"{label}.{grid}"
+            # k-diffusion's start: noise * sigma_0 (a VE sample at sigma_0)
+            x_start = problem["noise"] * sigmas[0]
+            noise = SuppliedNoise(1000 + ci, problem["noise"].shape)
+            out, calls = run_kd_sampler(fn_name, kwargs, sigmas, x_start, problem, noise)
+            T[f"{name}.sigmas"] = f64(sigmas)
+            T[f"{name}.out"] = out
+            T[f"{name}.calls"] = f64(calls)
+            if noise.draws:
+                T[f"{name}.noise"] = f64(np.stack(noise.draws))
+                T[f"{name}.intervals"] = f64(noise.intervals)
+            cases.append(name)
+    meta = dict(versions)
+    meta["description"] = (
+        "k-diffusion samplers on the Gaussian mixture `means` [3,6], `stds` [3], `weights` [3] "
+        "(exact posterior mean in numpy at alpha = 1, sigma = ksigma, float64). Per case "
+        "`{sampler}.{grid}`: `sigmas` (the k-diffusion grid; the start is `noise` [2,6] * sigmas[0]), "
+        "`out` (k-diffusion's result), `calls` (the sigmas the model was called at, in order), "
+        "for stochastic runs `noise` [S, 2, 6] (the supplied draws in order) and `intervals` [S, 2] (the (sigma, "
+        "sigma_next) each draw was asked for; (-1, -1) for torch.randn_like, the churn). lms_comfy is "
+        "ComfyUI's lms: k-diffusion's steps, then the data prediction on the step into sigma = 0."
+    )
+    meta["cases"] = " ".join(cases)
+    meta["samplers"] = repr([(l, f, k) for l, f, k, _ in KD_SAMPLERS])
+    return T, meta
+
+
+SECTIONS["samplers"] = section_samplers
 
 
 def main(argv=None) -> int:

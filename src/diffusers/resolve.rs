@@ -277,6 +277,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                         policy,
                         solver_type,
                         third_order: ThirdOrder::Reference,
+                        ..SdeDpmSolverPP::diffusers_default()
                     }))
                 }
                 AlgorithmType::SdeDpmSolver => {

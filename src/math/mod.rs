@@ -1,8 +1,12 @@
 //! Numerics written once and shared by the solvers: phi functions and exponential-integrator
-//! weights, the multistep [`History`], and the [`OrderPolicy`].
+//! weights, the multistep [`History`], and the [`OrderPolicy`]; k-diffusion's coordinates, its
+//! ancestral split and EDM's churn.
 
+pub mod ancestral;
+mod churn;
 pub mod expint;
 mod history;
+pub mod ksigma;
 pub mod lagrange;
 pub mod linalg;
 pub mod multistep;
@@ -10,5 +14,6 @@ pub(crate) mod numpy;
 mod order;
 pub mod phi;
 
+pub use churn::Churn;
 pub use history::History;
 pub use order::{LowerOrderFinal, OrderPolicy};

@@ -94,7 +94,7 @@ where
 /// for v in x.to_vec1::<f64>()? { assert!((v - 0.25).abs() < 1e-9) }
 ///
 /// // an unknown name is a typed error that lists the known ones
-/// let err = "dpm_2".parse::<AnySolver>().unwrap_err();
+/// let err = "dpm_3".parse::<AnySolver>().unwrap_err();
 /// assert!(matches!(&err, diffusion_samplers::Error::UnknownSolver { known, .. } if known.contains("dpmpp_2m")));
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```

@@ -15,12 +15,18 @@
 //! finite at the start `alpha = 0` (`r = 0`) and into `sigma = 0`. With `eta = 1` it is DDPM's
 //! posterior step and DDIM with `eta = 1`; with `eta = 0` it is [`crate::Euler`]. First order
 //! (weak), 1 NFE per step, one noise draw per step (none on a step with zero noise scale).
+//!
+//! The split is [`crate::math::ancestral`]; k-diffusion's `sample_euler_ancestral` and ComfyUI's
+//! `euler_ancestral` (for `eta <= 1`) are `EulerAncestral::default()` with `eta`, `s_noise` as
+//! there, drawing from the loop's noise source over each step's interval.
 
 use candle_core::Tensor;
 
 use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
 use crate::grid::Step;
+use crate::math::ancestral::ancestral;
+use crate::math::ksigma::euler_terms;
 use crate::ops::lincomb;
 
 /// The Euler-ancestral solver.
@@ -96,20 +102,14 @@ impl Solver for EulerAncestral {
 
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let x0 = ctx.model.data(x, from)?;
-        let h = step.h();
-        let r = (-h).exp();
-        let w = -(-2.0 * h).exp_m1(); // 1 - r^2
-        let up2 = (self.eta * self.eta * w).clamp(0.0, 1.0); // u^2
-        let m = (1.0 - up2).sqrt(); // s_down / s_to
-                                    // 1 - r m = (1 - r) + r (1 - m), written without cancellation
-        let c_x0 = if m == 0.0 { 1.0 } else { -(-h).exp_m1() + r * up2 / (1.0 + m) };
-        let c_x = to.sigma / from.sigma * m;
-        let c_z = self.s_noise * to.sigma * up2.sqrt();
+        let d0 = ctx.model.data_linear(x, from)?;
+        let split = ancestral(from, to, self.eta);
+        let [a, b] = euler_terms(x, from, &d0, &split.down);
+        let c_z = self.s_noise * split.noise;
         if c_z == 0.0 {
-            return lincomb(&[(c_x, x), (to.alpha * c_x0, &x0)]);
+            return lincomb(&[a, b]);
         }
         let z = ctx.noise.noise_between(x, from, to)?;
-        lincomb(&[(c_x, x), (to.alpha * c_x0, &x0), (c_z, &z)])
+        lincomb(&[a, b, (c_z, &z)])
     }
 }

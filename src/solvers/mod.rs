@@ -22,6 +22,12 @@ mod lms;
 mod pndm;
 mod sde_dpm_solver;
 mod unipc;
+// the k-diffusion / ComfyUI samplers (group KD)
+mod dpm_2;
+mod dpm_2_ancestral;
+mod dpmpp_2s_ancestral;
+mod dpmpp_sde;
+mod heunpp2;
 
 pub use any::AnySolver;
 pub use ddim::Ddim;
@@ -31,13 +37,20 @@ pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
-pub use heun::{Churn, Heun};
+pub use heun::Heun;
 pub use ipndm::{Ipndm, ZeroAlphaStart};
-pub use lms::Lms;
+pub use lms::{Lms, LmsFinal};
 pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
-pub use sde_dpm_solver::SdeDpmSolverPP;
+pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
 pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
+// the k-diffusion / ComfyUI samplers (group KD)
+pub use crate::math::Churn;
+pub use dpm_2::Dpm2;
+pub use dpm_2_ancestral::Dpm2Ancestral;
+pub use dpmpp_2s_ancestral::DpmPp2sAncestral;
+pub use dpmpp_sde::DpmPpSde;
+pub use heunpp2::HeunPp2;
 
 use candle_core::Tensor;
 
@@ -76,7 +89,9 @@ pub trait Solver {
 
     /// Network evaluations the solver spends on `step` (exact, where it varies: Heun's step into
     /// `sigma = 0` is 1, PNDM's Runge-Kutta warm-up steps 4). It may depend on the step's
-    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times.
+    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times (one
+    /// exception: an ancestral DPM-2 / DPM-Solver++(2S) step with `eta > 1` whose whole step is
+    /// noise is an Euler step, 1 NFE).
     fn nfe(&self, step: &Step) -> usize {
         let _ = step;
         1
