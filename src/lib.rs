@@ -44,6 +44,7 @@
 pub mod diffusers;
 mod error;
 pub mod grid;
+pub mod limits;
 pub mod math;
 pub mod model;
 pub mod names;

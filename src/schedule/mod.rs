@@ -102,4 +102,11 @@ pub trait Scheduler: std::fmt::Debug + Send + Sync {
     fn train_timesteps(&self) -> Option<usize> {
         None
     }
+
+    /// Check the schedule's own settings: the checks of its validated constructor, for a schedule
+    /// whose public fields were set directly (a struct literal). The grid builders and the
+    /// sampling loop call it, so an invalid schedule is refused before a network call.
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
 }

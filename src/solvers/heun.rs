@@ -73,9 +73,11 @@ impl Solver for Heun {
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
         if let Some(c) = self.churn {
-            if !(c.s_churn >= 0.0 && c.s_noise >= 0.0 && c.s_tmin <= c.s_tmax) {
+            let finite = c.s_churn.is_finite() && c.s_noise.is_finite() && c.s_tmin.is_finite();
+            if !(finite && c.s_churn >= 0.0 && c.s_noise >= 0.0 && c.s_tmin >= 0.0 && c.s_tmin <= c.s_tmax) {
                 return config_err(format!(
-                    "invalid churn settings {c:?}: need s_churn, s_noise >= 0, s_tmin <= s_tmax"
+                    "invalid churn settings {c:?}: need finite s_churn, s_noise >= 0 and 0 <= s_tmin <= s_tmax \
+                     (s_tmax may be infinite)"
                 ));
             }
         }

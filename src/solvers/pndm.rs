@@ -150,6 +150,8 @@ impl Pndm {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
+        schedule.validate()?;
         let n_train = schedule
             .train_timesteps()
             .ok_or_else(|| Error::Unsupported("PNDM's diffusers grid needs a discrete schedule (DiscreteVp)".into()))?;
@@ -157,11 +159,14 @@ impl Pndm {
         if ratio == 0 {
             return Err(Error::TooManySteps { steps, max: n_train });
         }
-        let first = (steps - 1) * ratio + steps_offset;
-        if first >= n_train {
+        let first = ((steps - 1) * ratio).checked_add(steps_offset).filter(|&f| f < n_train);
+        if first.is_none() {
             return Err(Error::InvalidConfig(format!(
-                "steps_offset {steps_offset} puts the first timestep at {first}, beyond the table's last ({})",
-                n_train - 1
+                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({}): lower \
+                 steps_offset to at most {}",
+                ((steps - 1) * ratio) as u128 + steps_offset as u128,
+                n_train - 1,
+                n_train - 1 - (steps - 1) * ratio
             )));
         }
         let mut points: Vec<Point> =
@@ -219,6 +224,17 @@ impl Solver for Pndm {
         if let Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half } } = self.warmup {
             if !(half >= 0.0 && half.is_finite()) {
                 return Err(Error::InvalidConfig(format!("PNDM's half stride must be finite and >= 0, got {half}")));
+            }
+            // the stages at `from.t - half` and `to.t + half` must lie within the step (the
+            // network is not called off the grid's range)
+            for st in steps.iter().take(PRK_STEPS).filter(|st| !st.to.is_clean()) {
+                if half > (st.from.t - st.to.t).abs() {
+                    return Err(Error::InvalidConfig(format!(
+                        "PNDM's half stride {half} is longer than warm-up step {} (t = {} to {}): use at most half \
+                         the step's length (diffusers: (num_train_timesteps / steps) / 2) or PrkMidpoint::Ksigma",
+                        st.index, st.from.t, st.to.t
+                    )));
+                }
             }
         }
         refuse_zero_alpha_start(
