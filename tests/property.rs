@@ -349,8 +349,38 @@ fn transform() -> impl Strategy<Value = DataTransform> {
     ]
 }
 
+/// Where the grid comes from: a spacing, or times / sigmas given as fractions of the schedule's
+/// time range (outside `[0, 1]`, or NaN: off the range).
+#[derive(Clone, Debug)]
+enum Source {
+    Spacing,
+    Times(Vec<f64>),
+    Sigmas(Vec<f64>),
+}
+
+fn fractions() -> impl Strategy<Value = Vec<f64>> {
+    let f =
+        prop_oneof![12 => 0.0f64..=1.0, 1 => prop::sample::select(vec![f64::NAN, -0.5, 1.5, f64::INFINITY, 0.0, 1.0])];
+    prop::collection::vec(f, 0..12).prop_map(|mut v| {
+        // mostly decreasing (a sampling grid), as given
+        if v.first().is_some_and(|x| x.is_finite() && *x > 0.3) {
+            v.sort_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+        }
+        v
+    })
+}
+
+fn source() -> impl Strategy<Value = Source> {
+    prop_oneof![
+        10 => Just(Source::Spacing),
+        1 => fractions().prop_map(Source::Times),
+        1 => fractions().prop_map(Source::Sigmas),
+    ]
+}
+
 #[derive(Clone, Debug)]
 struct Case {
+    source: Source,
     sched: (Sched, bool),
     spacing: (Spacing, bool),
     steps: usize,
@@ -373,14 +403,15 @@ fn case() -> impl Strategy<Value = Case> {
     (
         (schedule(), spacing(), steps(), end(), solver()),
         (dtype(), model_dtype(), prediction(), net(), transform()),
-        (mode(), prop::option::weighted(0.1, 0usize..30), 1usize..4, 1usize..4, any::<u64>()),
+        (mode(), prop::option::weighted(0.1, 0usize..30), 1usize..4, 1usize..4, any::<u64>(), source()),
     )
         .prop_map(
             |(
                 (sched, spacing, steps, end, solver),
                 (dtype, model_dtype, prediction, net, transform),
-                (mode, draws, rows, dim, seed),
+                (mode, draws, rows, dim, seed, source),
             )| Case {
+                source,
                 sched,
                 spacing,
                 steps,
@@ -435,16 +466,27 @@ fn check_case(c: &Case, tally: &mut Tally) -> std::result::Result<(), TestCaseEr
         EndSpec::Fraction(f) => End::At(t_min + f * (t_max - t_min)),
         EndSpec::Raw(t) => End::At(t),
     };
-    let grid = match Grid::new(s, &c.spacing.0, c.steps, end) {
+    let built = match &c.source {
+        Source::Spacing => Grid::new(s, &c.spacing.0, c.steps, end),
+        // times as fractions of the schedule's range (or raw garbage), sigmas of its points
+        Source::Times(v) => Grid::from_times(s, &v.iter().map(|f| t_min + f * (t_max - t_min)).collect::<Vec<_>>()),
+        Source::Sigmas(v) => {
+            let sigmas: Vec<f64> = v.iter().map(|f| s.point(t_min + f * (t_max - t_min)).ksigma()).collect();
+            Grid::from_sigmas(s, &sigmas)
+        }
+    };
+    let grid = match built {
         Ok(g) => g,
         Err(_) => {
             tally.grid_refused += 1;
             return Ok(());
         }
     };
-    prop_assert!(c.steps <= limits::MAX_STEPS && grid.len() == c.steps, "grid of {} steps for {}", grid.len(), c.steps);
-    if c.steps > 400 {
-        return Ok(()); // built and sized; not run
+    if let Source::Spacing = c.source {
+        prop_assert!(c.steps <= limits::MAX_STEPS && grid.len() == c.steps, "{} steps for {}", grid.len(), c.steps);
+        if c.steps > 400 {
+            return Ok(()); // built and sized; not run
+        }
     }
     let steps: Vec<Step> = match &c.mode {
         Mode::Sample => grid.steps().collect(),
@@ -596,5 +638,33 @@ fn registry_run_costs_grow_with_the_step_count() {
                 last = cost;
             }
         }
+    }
+}
+
+/// `steps_for_nfe` for random budgets over the registry: bounded, and at the boundary of the
+/// budget (`n` steps fit, `n + 1` do not, or `n` is the step limit).
+#[test]
+fn steps_for_nfe_fits_any_budget() {
+    let config = Config { cases: cases() / 20, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let budget = prop_oneof![4 => 0usize..200, 1 => 200usize..300_000, 1 => Just(usize::MAX)];
+    let strategy = (any::<Index>(), budget, any::<bool>());
+    let result = runner.run(&strategy, |(i, budget, clean)| {
+        let names = solver_names();
+        let solver: AnySolver = names[i.index(names.len())].parse().unwrap();
+        let end = if clean { End::Clean } else { End::Min };
+        let cost =
+            |n: usize| nfe_of(&solver, Grid::new(&Edm::default(), &Spacing::UniformTime, n, end).unwrap().as_ref());
+        match steps_for_nfe(&solver, budget, end) {
+            Ok(n) => {
+                prop_assert!(n >= 1 && n <= limits::MAX_STEPS && cost(n) <= budget);
+                prop_assert!(n == limits::MAX_STEPS || cost(n + 1) > budget, "{n} steps for {budget}");
+            }
+            Err(e) => prop_assert!(budget < cost(1), "{e}"),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -114,6 +114,14 @@ fn defect_2_ipndm_points_and_singlestep_orders_over_the_limit() {
 }
 
 #[test]
+fn defect_2_mixture_size_is_limited() {
+    for (dim, k) in [(usize::MAX, 1), (1, usize::MAX), (1 << 20, 1 << 20)] {
+        let err = GaussianMixture::example(dim, k, 0).unwrap_err();
+        assert_limit_error(&err, "dim * k", limits::MAX_MIXTURE_VALUES);
+    }
+}
+
+#[test]
 fn defect_2_pndm_grid_offset_does_not_overflow() {
     let err = Pndm::diffusers_grid(&ddpm(), 10, usize::MAX, false).unwrap_err();
     assert!(err.to_string().contains("steps_offset"), "{err}");
