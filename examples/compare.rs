@@ -21,50 +21,61 @@ mod unet_common;
 use std::time::Instant;
 
 use candle_core::Tensor;
+use clap::Parser;
 use diffusion_samplers::{sample, sample_with, AnySolver, Model, Prediction, SeededNoise, Spacing};
 use text::{annotate, register_font, Caption};
 use unet_common::*;
 
-const USAGE: &str = "\
-usage: compare [--rows LIST] [--nfe LIST] [--n N] [--show K] [--seed N] [--ref-steps N] [--out FILE.png] [--model DIR]
-  --rows       comma-separated solver[:spacing] (default ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,
-               unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof)
-  --nfe        comma-separated evaluation budgets (default 5,10,20)
-  --n          samples per cell used for the RMSE (default 16)   --show  samples drawn per cell (default 4)
-  --ref-steps  steps of the DPM-Solver++(3M) reference (default 500)
-  --out        PNG path (default compare.png)";
+/// Compare solvers at equal network-evaluation budgets on the bundled MNIST UNet.
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Comma-separated rows `solver[:spacing]` (solver names of diffusion_samplers::names;
+    /// spacing quadratic, lambda, karras, uniform, trailing or leading; default: the solver's
+    /// customary grid)
+    #[arg(long, value_delimiter = ',', value_parser = row,
+          default_value = "ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof")]
+    rows: Vec<(AnySolver, Spacing)>,
+    /// Comma-separated evaluation budgets
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20", value_parser = clap::value_parser!(u32).range(1..))]
+    nfe: Vec<u32>,
+    /// Samples per cell used for the RMSE
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    n: u32,
+    /// Samples drawn per cell
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    show: u32,
+    /// Noise seed
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps of the DPM-Solver++(3M) reference
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    ref_steps: u32,
+    /// PNG path
+    #[arg(long, default_value = "compare.png")]
+    out: String,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+/// `solver[:spacing]`.
+fn row(r: &str) -> Result<(AnySolver, Spacing), String> {
+    let mut it = r.splitn(2, ':');
+    let solver = solver(it.next().unwrap_or(""))?;
+    let spacing = match it.next() {
+        Some(s) => parse_spacing(s)?,
+        None => default_spacing(&solver, &Spacing::TimeQuadratic),
+    };
+    Ok((solver, spacing))
+}
 
 fn main() -> AnyResult<()> {
-    let args = Args::parse(USAGE);
-    let rows: Vec<(AnySolver, Spacing)> = args
-        .str("rows", "ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof")
-        .split(',')
-        .map(|r| -> AnyResult<(AnySolver, Spacing)> {
-            let mut it = r.splitn(2, ':');
-            let solver = solver(it.next().unwrap_or(""))?;
-            let spacing = match it.next() {
-                Some(s) => parse_spacing(s)?,
-                None => default_spacing(&solver, &Spacing::TimeQuadratic),
-            };
-            Ok((solver, spacing))
-        })
-        .collect::<AnyResult<_>>()?;
-    let budgets: Vec<usize> = args
-        .str("nfe", "5,10,20")
-        .split(',')
-        .map(|s| s.parse().map_err(|_| format!("--nfe: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let n: usize = args.num("n", 16)?;
-    let show: usize = args.num("show", 4)?.clamp(1, n.max(1));
-    let seed: u64 = args.num("seed", 0)?;
-    let ref_steps: usize = args.num("ref-steps", 500)?;
-    let out = args.str("out", "compare.png");
-    if n == 0 || budgets.contains(&0) {
-        return Err("--n and every --nfe must be at least 1".into());
-    }
+    let cli = Cli::parse();
+    let rows = &cli.rows;
+    let budgets: Vec<usize> = cli.nfe.iter().map(|&b| b as usize).collect();
+    let (n, seed, ref_steps, out) = (cli.n as usize, cli.seed, cli.ref_steps as usize, &cli.out);
+    let show = (cli.show as usize).min(n);
 
-    let dir = model_dir(&args);
-    let (unet, schedule) = load(&dir)?;
+    let (unet, schedule) = load(&cli.model.dir())?;
     let x_t = noise(n, 1, 32, 32, seed)?;
 
     // the reference
@@ -90,7 +101,7 @@ fn main() -> AnyResult<()> {
     let bar = Bar::new(total as u64, "solvers");
     let mut done = 0u64;
     let t0 = Instant::now();
-    for (solver, spacing) in &rows {
+    for (solver, spacing) in rows {
         let mut row_cells = Vec::new();
         let mut errs = Vec::new();
         let row_start = Instant::now();
@@ -169,7 +180,7 @@ fn main() -> AnyResult<()> {
         }
     }
     let font = register_font(None);
-    annotate(&img, left, top, &captions, font).save(&out)?;
+    annotate(&img, left, top, &captions, font).save(out)?;
     println!(
         "{out}: rows {}; columns {}",
         table.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(" / "),

@@ -18,31 +18,38 @@ mod unet_common;
 use std::time::Instant;
 
 use candle_core::Device;
-use diffusion_samplers::{invert, sample_with, AnySolver, End, Grid, Model, Prediction, SeededNoise};
+use clap::Parser;
+use diffusion_samplers::{invert, sample_with, AnySolver, End, Grid, Model, Prediction, SeededNoise, Spacing};
 use text::{annotate, register_font, Caption};
 use unet_common::*;
 
-const USAGE: &str = "\
-usage: invert [--solvers LIST] [--steps LIST] [--spacing S] [--out FILE.png] [--model DIR]
-  --solvers  comma-separated solver names (deterministic ones: ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof,
-             unipc_bh2_2_lof, ...; default ddim,dpmpp_2m_lof,dpmpp_3m_lof)
-  --steps    comma-separated step counts (default 10,20,50)
-  --spacing  lambda, karras, quadratic, uniform (default lambda)
-  --out      PNG path (default invert.png)";
+/// Encode MNIST test digits to noise with the ODE run backwards, decode them, and measure how
+/// well they come back.
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Comma-separated deterministic solver names (ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof,
+    /// unipc_bh2_2_lof, ...)
+    #[arg(long, value_delimiter = ',', default_value = "ddim,dpmpp_2m_lof,dpmpp_3m_lof", value_parser = solver)]
+    solvers: Vec<AnySolver>,
+    /// Comma-separated step counts
+    #[arg(long, value_delimiter = ',', default_value = "10,20,50", value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Vec<u32>,
+    /// Grid: lambda, karras, quadratic or uniform
+    #[arg(long, default_value = "lambda", value_parser = parse_spacing)]
+    spacing: Spacing,
+    /// PNG path
+    #[arg(long, default_value = "invert.png")]
+    out: String,
+    #[command(flatten)]
+    model: ModelArg,
+}
 
 fn main() -> AnyResult<()> {
-    let args = Args::parse(USAGE);
-    let solvers: Vec<AnySolver> =
-        args.str("solvers", "ddim,dpmpp_2m_lof,dpmpp_3m_lof").split(',').map(solver).collect::<AnyResult<_>>()?;
-    let steps: Vec<usize> = args
-        .str("steps", "10,20,50")
-        .split(',')
-        .map(|s| s.parse().map_err(|_| format!("--steps: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let spacing = parse_spacing(&args.str("spacing", "lambda"))?;
-    let out = args.str("out", "invert.png");
+    let cli = Cli::parse();
+    let (solvers, spacing, out) = (&cli.solvers, &cli.spacing, &cli.out);
+    let steps: Vec<usize> = cli.steps.iter().map(|&s| s as usize).collect();
 
-    let dir = model_dir(&args);
+    let dir = cli.model.dir();
     let (unet, schedule) = load(&dir)?;
     let data = candle_core::safetensors::load(dir.join("test16.safetensors"), &Device::Cpu).map_err(|e| {
         format!("{}: {e} (regenerate with tools/mnist_test16.py)", dir.join("test16.safetensors").display())
@@ -52,10 +59,10 @@ fn main() -> AnyResult<()> {
     let mut rows = images(digits)?;
     let mut row_names = vec!["originals (MNIST test)".to_string()];
     println!("{:<18} {:>6} {:>5} {:>9} {:>10} {:>8}", "solver", "steps", "NFE", "RMSE", "max |err|", "seconds");
-    for solver in &solvers {
+    for solver in solvers {
         for &n in &steps {
             let t0 = Instant::now();
-            let grid = Grid::new(&schedule, &spacing, n, End::Min)?;
+            let grid = Grid::new(&schedule, spacing, n, End::Min)?;
             let bar = Bar::new(2 * n as u64, &solver.to_string());
             let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
             // encode: t_min -> t_max (the grid reversed), decode: t_max -> t_min
@@ -89,11 +96,11 @@ fn main() -> AnyResult<()> {
         .enumerate()
         .map(|(r, text)| Caption { x: 6, y: (2 + r as u32 * row_height + 9) as i32, text: text.clone(), size: 14 })
         .collect();
-    annotate(&grid, left, 0, &captions, register_font(None)).save(&out)?;
+    annotate(&grid, left, 0, &captions, register_font(None)).save(out)?;
     println!(
         "RMSE on [-1, 1] pixels over 16 digits; grid {} from t=999 to t_min, encode + decode. \
          {out}: row 1 originals, then per solver and step count: latent noise / 3, reconstruction.",
-        spacing_name(&spacing)
+        spacing_name(spacing)
     );
     Ok(())
 }

@@ -3,15 +3,14 @@
 //! from `tools/nfe_curve_diffusers.py` (same problem, same noise, same CSV format).
 //!
 //! ```text
-//! /root/venv-diff/bin/python tools/nfe_curve_diffusers.py      # -> bench_results/nfe_diffusers.csv
+//! python -m venv .venv && .venv/bin/pip install -r tools/requirements.txt
+//! .venv/bin/python tools/nfe_curve_diffusers.py                # -> bench_results/nfe_diffusers.csv
 //! cargo run --release --example nfe_curve                      # -> bench_results/nfe_ours.csv,
 //!                                                              #    nfe_*.png, nfe_tables.md
 //! ```
 //!
-//! Options: `--out DIR` (default `bench_results`), `--diffusers CSV` (default
-//! `DIR/nfe_diffusers.csv`; skipped if missing), `--font TTF` (default: DejaVu Sans from the usual
-//! system paths, e.g. Debian's `fonts-dejavu-core`; without a font the plots have no text),
-//! `--nfe 4,5,...`, `--problem gm`. For the bundled MNIST UNet, which has no exact answer, the
+//! `--help` lists the options (output folder, diffusers' CSV, font, NFE list, problem; without a
+//! font, e.g. Debian's `fonts-dejavu-core`, the plots have no text). For the bundled MNIST UNet, which has no exact answer, the
 //! same measurement (RMSE against a 500-step DPM-Solver++(3M) solve from the same noise, at any
 //! NFE list) is `cargo run --release --features unet --example compare -- --nfe 4,5,6,8,10,15,20`.
 //!
@@ -32,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use clap::Parser;
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 use plotters::prelude::*;
@@ -41,45 +41,30 @@ use text::register_font;
 
 type Res<T> = std::result::Result<T, Box<dyn StdError>>;
 
-const DEFAULT_NFE: [usize; 9] = [4, 5, 6, 8, 10, 15, 20, 25, 50];
-
 /// Which problem to sample.
 enum Problem {
     /// The Gaussian mixture with its exact denoiser and exact endpoint.
     Gm { gm: GaussianMixture, noise: Tensor },
 }
 
+/// NFE-vs-error curves of the solvers on the Gaussian mixture, with diffusers' curves overlaid.
+#[derive(Parser, Debug)]
 struct Args {
+    /// Output folder
+    #[arg(long, default_value = "bench_results")]
     out: PathBuf,
+    /// diffusers' curves (tools/nfe_curve_diffusers.py); default OUT/nfe_diffusers.csv, skipped if missing
+    #[arg(long, value_name = "CSV")]
     diffusers: Option<PathBuf>,
+    /// TrueType font for the plot text (default: DejaVu Sans from the usual system paths)
+    #[arg(long, value_name = "TTF")]
     font: Option<PathBuf>,
-    nfes: Vec<usize>,
+    /// Comma-separated NFE budgets
+    #[arg(long, value_delimiter = ',', default_value = "4,5,6,8,10,15,20,25,50", value_parser = clap::value_parser!(u32).range(1..))]
+    nfe: Vec<u32>,
+    /// The problem (gm: the Gaussian mixture of tests/fixtures/diffusers_parity.safetensors)
+    #[arg(long, default_value = "gm")]
     problem: String,
-}
-
-fn parse_args() -> Res<Args> {
-    let mut out = PathBuf::from("bench_results");
-    let mut diffusers = None;
-    let mut font = None;
-    let mut nfes = DEFAULT_NFE.to_vec();
-    let mut problem = "gm".to_string();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--out" => out = PathBuf::from(val()?),
-            "--diffusers" => diffusers = Some(PathBuf::from(val()?)),
-            "--font" => font = Some(PathBuf::from(val()?)),
-            "--nfe" => nfes = val()?.split(',').map(|s| s.trim().parse()).collect::<std::result::Result<_, _>>()?,
-            "--problem" => problem = val()?,
-            "-h" | "--help" => {
-                println!("usage: nfe_curve [--out DIR] [--diffusers CSV] [--font TTF] [--nfe 4,5,..] [--problem gm]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(Args { out, diffusers, font, nfes, problem })
 }
 
 fn load_problem(name: &str) -> Res<Problem> {
@@ -353,7 +338,7 @@ fn rmse(a: &Tensor, b: &Tensor) -> Res<f64> {
 }
 
 fn main() -> Res<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let Problem::Gm { gm, noise } = load_problem(&args.problem)?;
     std::fs::create_dir_all(&args.out)?;
     let schedules = [
@@ -375,7 +360,7 @@ fn main() -> Res<()> {
     for (si, (sname, sched)) in schedules.iter().enumerate() {
         for setting in settings() {
             let mut done = Vec::new();
-            for &nfe in &args.nfes {
+            for nfe in args.nfe.iter().map(|&n| n as usize) {
                 let steps = steps_for_nfe(&(setting.make)(), nfe, setting.end())?;
                 if done.contains(&steps) {
                     continue;

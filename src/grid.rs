@@ -8,6 +8,7 @@
 
 use crate::error::{config_err, Error, Result};
 use crate::limits;
+use crate::math::numpy::{arange, linspace};
 use crate::schedule::{Point, Scheduler};
 
 /// How sampling times are placed between the schedule's start and the grid's [`End`].
@@ -51,6 +52,49 @@ pub enum Spacing {
     },
     /// diffusers' `trailing`: `round(arange(N, 0, -N / n)) - 1` (Lin et al. 2023, Table 2).
     Trailing,
+}
+
+/// diffusers' three timestep spacings (`set_timesteps` of its DDPM-family schedulers), written
+/// once: [`Spacing`]'s discrete spacings and every diffusers planner use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum DiffusersTimesteps {
+    /// `arange(count) * (top // count) + steps_offset`.
+    Leading {
+        /// Added to every timestep.
+        steps_offset: usize,
+    },
+    /// `linspace(0, top - 1, count)`, rounded half to even when `round`.
+    Linspace {
+        /// Round to integers.
+        round: bool,
+    },
+    /// `round(arange(top, 0, -stride)) - 1` (numpy's `arange`: its count follows from the stride).
+    Trailing {
+        /// The stride (diffusers: `num_train_timesteps / steps`).
+        stride: f64,
+    },
+}
+
+/// The training timesteps of `rule` below `top` (the table size, or diffusers' `last_timestep`),
+/// `count` of them (trailing: as many as the stride gives), ascending.
+pub(crate) fn diffusers_timesteps(rule: DiffusersTimesteps, top: usize, count: usize) -> Vec<f64> {
+    match rule {
+        DiffusersTimesteps::Leading { steps_offset } => {
+            let ratio = top / count.max(1);
+            (0..count).map(|i| (i * ratio).saturating_add(steps_offset) as f64).collect()
+        }
+        DiffusersTimesteps::Linspace { round } => {
+            let ts = linspace(0.0, top as f64 - 1.0, count);
+            if round {
+                ts.into_iter().map(f64::round_ties_even).collect()
+            } else {
+                ts
+            }
+        }
+        DiffusersTimesteps::Trailing { stride } => {
+            arange(top as f64, 0.0, -stride).into_iter().rev().map(|t| t.round_ties_even() - 1.0).collect()
+        }
+    }
 }
 
 /// Where a grid ends.
@@ -218,38 +262,38 @@ impl Grid {
                     .collect();
                 continuous(points)
             }
-            Spacing::Leading { steps_offset, skip_zero } => {
-                let n_train = discrete_steps(schedule, spacing, steps, *skip_zero)?;
-                let spaced = if *skip_zero { steps + 1 } else { steps };
-                let ratio = n_train / spaced;
-                let first = ((spaced - 1) * ratio).checked_add(*steps_offset).filter(|&f| f < n_train);
-                if first.is_none() {
-                    return Err(Error::InvalidGrid(format!(
-                        "steps_offset {steps_offset} puts the first of {steps} leading timesteps at {} but the \
-                         table has {n_train} training timesteps (0..={}): lower steps_offset to at most {}",
-                        ((spaced - 1) * ratio) as u128 + *steps_offset as u128,
-                        n_train - 1,
-                        n_train - 1 - (spaced - 1) * ratio
-                    )));
-                }
-                let ts = (0..steps).map(|i| ((spaced - 1 - i) * ratio + *steps_offset) as f64);
-                finish(ts.map(|t| schedule.point(t)).collect())
-            }
-            Spacing::Linspace { round, skip_zero } => {
-                let n_train = discrete_steps(schedule, spacing, steps, *skip_zero)?;
-                let spaced = if *skip_zero { steps + 1 } else { steps };
-                let mut ts = linspace(0.0, (n_train - 1) as f64, spaced);
-                if *round {
-                    ts.iter_mut().for_each(|t| *t = t.round_ties_even());
-                }
-                ts.reverse();
-                ts.truncate(steps);
-                finish(ts.into_iter().map(|t| schedule.point(t)).collect())
-            }
-            Spacing::Trailing => {
-                let n_train = discrete_steps(schedule, spacing, steps, false)?;
-                let ratio = n_train as f64 / steps as f64;
-                let ts = (0..steps).map(|i| (n_train as f64 - i as f64 * ratio).round_ties_even() - 1.0);
+            Spacing::Leading { .. } | Spacing::Linspace { .. } | Spacing::Trailing => {
+                let skip_zero = matches!(
+                    *spacing,
+                    Spacing::Leading { skip_zero: true, .. } | Spacing::Linspace { skip_zero: true, .. }
+                );
+                let n_train = discrete_steps(schedule, spacing, steps, skip_zero)?;
+                // `skip_zero` spaces one more timestep and drops the smallest
+                let (rule, spaced) = match *spacing {
+                    Spacing::Leading { steps_offset, skip_zero } => {
+                        let spaced = steps + usize::from(skip_zero);
+                        let ratio = n_train / spaced;
+                        if ratio == 0 {
+                            return Err(Error::TooManySteps { steps, max: n_train - usize::from(skip_zero) });
+                        }
+                        let top = (spaced - 1) * ratio;
+                        if top.checked_add(steps_offset).map_or(true, |first| first >= n_train) {
+                            return Err(Error::InvalidGrid(format!(
+                                "steps_offset {steps_offset} puts the first of {steps} leading timesteps at {} but \
+                                 the table has {n_train} training timesteps (0..={}): lower steps_offset to at most {}",
+                                top as u128 + steps_offset as u128,
+                                n_train - 1,
+                                n_train - 1 - top
+                            )));
+                        }
+                        (DiffusersTimesteps::Leading { steps_offset }, spaced)
+                    }
+                    Spacing::Linspace { round, skip_zero } => {
+                        (DiffusersTimesteps::Linspace { round }, steps + usize::from(skip_zero))
+                    }
+                    _ => (DiffusersTimesteps::Trailing { stride: n_train as f64 / steps as f64 }, steps),
+                };
+                let ts = diffusers_timesteps(rule, n_train, spaced).into_iter().rev().take(steps);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
         }
@@ -520,16 +564,6 @@ pub(crate) fn check_time(schedule: &dyn Scheduler, t: f64) -> Result<()> {
 /// inversion (steps of length 0 and [`StepKind::EvaluateOnly`] steps do not count).
 pub fn is_denoising(steps: &[Step]) -> bool {
     steps.iter().filter(|s| s.kind == StepKind::Solve).map(|s| s.h()).find(|h| *h != 0.0).map_or(true, |h| h > 0.0)
-}
-
-/// numpy's `linspace` to the last bit (`start + i * step`, last point exact): diffusers rounds
-/// these values, and `999 * 15 / 30` is 499.5 where numpy's `15 * 33.3` is 499.49999999999994.
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    if n == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (n - 1) as f64;
-    (0..n).map(|i| if i + 1 == n { end } else { start + i as f64 * step }).collect()
 }
 
 fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing: &Spacing) -> Result<(f64, f64)> {

@@ -67,6 +67,7 @@ pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, Progress};
 pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
+    TablePrecision,
 };
 pub use solvers::{nfe_of, steps_for_nfe, AnySolver, Solver, StepContext};
 pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, SolverType, ThirdOrder};

@@ -1,6 +1,6 @@
 //! Shared by the UNet examples (`mnist`, `compare`, `invert`): loading the bundled model and its
 //! schedule, choosing a solver (by registry name) and grid, progress bars, writing PNG grids,
-//! and a tiny `--key value` argument parser.
+//! and the command-line pieces they share.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -13,54 +13,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// `--key value` pairs and `--flag`s after the program name.
-pub struct Args {
-    pairs: Vec<(String, Option<String>)>,
+/// The `--model DIR` flag the UNet examples share.
+#[derive(clap::Args, Debug)]
+pub struct ModelArg {
+    /// The model folder (a diffusers UNet2DModel with its scheduler_config.json); default: the
+    /// bundled models/mnist-unet
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
-impl Args {
-    pub fn parse(usage: &str) -> Args {
-        let raw: Vec<String> = std::env::args().skip(1).collect();
-        if raw.iter().any(|a| a == "-h" || a == "--help") {
-            println!("{usage}");
-            std::process::exit(0);
-        }
-        let mut pairs = Vec::new();
-        let mut i = 0;
-        while i < raw.len() {
-            let key = raw[i].trim_start_matches("--").to_string();
-            let value = raw.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
-            i += if value.is_some() { 2 } else { 1 };
-            pairs.push((key, value));
-        }
-        Args { pairs }
+impl ModelArg {
+    /// The folder to load.
+    pub fn dir(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-unet"))
     }
-
-    pub fn str(&self, key: &str, default: &str) -> String {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.clone())
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    pub fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> AnyResult<T> {
-        match self.pairs.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.clone()) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{key} {v}: not a valid number").into()),
-        }
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == key)
-    }
-}
-
-/// The bundled model folder (or `--model DIR`).
-pub fn model_dir(args: &Args) -> PathBuf {
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-unet");
-    PathBuf::from(args.str("model", &default.display().to_string()))
 }
 
 /// Load the UNet (f32 on the CPU) and the DDPM schedule from its `scheduler_config.json`.
@@ -98,9 +64,9 @@ pub fn noise(n: usize, c: usize, h: usize, w: usize, seed: u64) -> AnyResult<Ten
 pub const SOLVER_NAMES: &str =
     "ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof, dpmpp_3m, unipc_bh2_2_lof, unipc_bh2_3_lof, deis_3_lof";
 
-/// A solver by registry name.
-pub fn solver(name: &str) -> AnyResult<AnySolver> {
-    Ok(name.parse()?)
+/// A solver by registry name (a command-line value parser).
+pub fn solver(name: &str) -> Result<AnySolver, String> {
+    name.parse().map_err(|e: diffusion_samplers::Error| e.to_string())
 }
 
 /// The grid each solver is customarily run on: DDIM on diffusers' `trailing` timesteps
@@ -119,7 +85,8 @@ pub fn steps_within(solver: &AnySolver, nfe: usize) -> AnyResult<usize> {
     Ok(steps_for_nfe(solver, nfe, End::Clean)?)
 }
 
-pub fn parse_spacing(s: &str) -> AnyResult<Spacing> {
+/// A spacing by name (a command-line value parser).
+pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
     Ok(match s {
         "lambda" => Spacing::UniformLambda,
         "karras" => Spacing::Karras { rho: 7.0 },
@@ -127,11 +94,7 @@ pub fn parse_spacing(s: &str) -> AnyResult<Spacing> {
         "uniform" => Spacing::UniformTime,
         "trailing" => Spacing::Trailing,
         "leading" => Spacing::Leading { steps_offset: 1, skip_zero: false },
-        _ => {
-            return Err(
-                format!("unknown spacing {s:?}: use lambda, karras, quadratic, uniform, trailing or leading").into()
-            )
-        }
+        _ => return Err(format!("unknown spacing {s:?}: use lambda, karras, quadratic, uniform, trailing or leading")),
     })
 }
 

@@ -1,14 +1,18 @@
 //! Drop-in compatibility with Hugging Face diffusers' schedulers: load a model's
 //! `scheduler/scheduler_config.json` and sample exactly as diffusers would, number for number.
 //!
-//! This module is the only code in the crate that knows diffusers. It maps a config
-//! ([`SchedulerConfig`], parsed and validated field by field) onto the crate's pieces: a noise
-//! schedule built from diffusers' float32 `alphas_cumprod` table, diffusers' timesteps and sigmas
-//! for the configured spacing, and the solver the class runs ([`crate::Ddim`],
-//! [`crate::DpmSolverMultistep`], [`crate::UniPc`], ...), wrapped in a [`DiffusersSampler`] whose
-//! [`DiffusersSampler::sample`] runs the loop a diffusers pipeline runs
+//! This module is the only code in the crate that knows diffusers, and it is a mapping: a config
+//! ([`SchedulerConfig`], deserialised with serde and validated) is resolved once for its class
+//! (every default applied), then planned per step count into the crate's own pieces: a noise
+//! schedule built from diffusers' float32 `alphas_cumprod` table (the crate's table builder),
+//! diffusers' timesteps and sigmas as a list of steps (the crate's spacing functions), the solver
+//! the class runs as an [`crate::AnySolver`] ([`crate::Ddim`], [`crate::DpmSolverMultistep`],
+//! [`crate::UniPc`], ...), the model's prediction type and clipping, and the start and end
+//! scaling ([`Plan`]). [`DiffusersSampler::sample`] / [`DiffusersSampler::sample_with`] run them
+//! through the crate's one loop, [`crate::sample_with`], as a diffusers pipeline runs
 //! (`set_timesteps`, `x = noise * init_noise_sigma`, then `model(scale_model_input(x, t), t)` and
-//! `step` per timestep).
+//! `step` per timestep). Files: `config` (parsing), `resolve` (options, once), `timesteps`
+//! (planning), `sampler` (the pieces and the run).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -46,29 +50,24 @@
 //! - Stochastic classes draw their noise from a [`crate::NoiseSource`] (seeded by default):
 //!   torch's generator is not reproduced, pass recorded noise to match a diffusers run.
 
+mod classes;
 mod config;
-mod plan;
+mod options;
 mod problem;
+mod resolve;
+mod sampler;
 mod tables;
+mod timesteps;
 
 pub use config::{
     AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig, SolverTypeName,
     TimeShiftType, TimestepSpacing, TimestepType, VarianceType, MAX_TRAIN_TIMESTEPS, OTHER_DIFFUSERS_KEYS,
     PRIVATE_KEYS,
 };
-pub use plan::{DiffusersRun, DiffusersSampler, Plan, MAX_STEPS};
 pub use problem::{solve_problem, Problem, SolveOptions, SolveOutput};
+pub use sampler::{DiffusersRun, DiffusersSampler, Plan, MAX_STEPS};
 
-/// Precision of the beta / `alphas_cumprod` tables and of the sigmas handed to the solver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum TablePrecision {
-    /// As diffusers: torch float32 tables (`torch.linspace` / `cumprod` replicated bit for bit),
-    /// sigmas rounded to float32.
-    #[default]
-    Float32,
-    /// The same formulas in float64.
-    Float64,
-}
+pub use crate::schedule::TablePrecision;
 
 /// How diffusers' sigma-derived timesteps reach the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

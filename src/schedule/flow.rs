@@ -50,6 +50,17 @@ impl RectifiedFlow {
     }
 }
 
+/// The flow sigma (`alpha = 1 - sigma`) whose half log-SNR is `lambda`: `sigma / (1 - sigma) =
+/// e^{-lambda}`, written without overflow.
+pub(crate) fn flow_sigma_of_lambda(lambda: f64) -> f64 {
+    if lambda >= 0.0 {
+        let e = (-lambda).exp();
+        e / (1.0 + e)
+    } else {
+        1.0 / (1.0 + lambda.exp())
+    }
+}
+
 impl Scheduler for RectifiedFlow {
     fn alpha_sigma(&self, t: f64) -> (f64, f64) {
         // alpha = 1 - sigma = (1 - t) / (1 + (shift - 1) t): exactly 0 at t = 1 (the end is pure

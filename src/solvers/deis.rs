@@ -15,7 +15,7 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{validate_expint, Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::math::expint::Form;
@@ -86,11 +86,8 @@ impl Solver for Deis {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        self.policy.validate(3, "DEIS")?;
-        refuse_zero_alpha_start(
-            steps,
-            "DEIS (noise prediction) cannot step from alpha = 0: start below t_max or use DPM-Solver++",
-        )
+        let message = "DEIS (noise prediction) cannot step from alpha = 0: start below t_max or use DPM-Solver++";
+        validate_expint(&self.policy, "DEIS", Form::Noise, steps, message)
     }
 
     fn init_state(&self) -> History {

@@ -18,7 +18,7 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{validate_expint, Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::math::expint::{multistep_weights, weights, Form};
@@ -34,6 +34,19 @@ pub enum Algorithm {
     /// DPM-Solver: noise prediction (diffusers' `dpmsolver`).
     DpmSolver,
 }
+
+impl Algorithm {
+    /// The quantity integrated: data (DPM-Solver++) or noise (DPM-Solver).
+    pub fn form(self) -> Form {
+        match self {
+            Algorithm::DpmSolverPP => Form::Data,
+            Algorithm::DpmSolver => Form::Noise,
+        }
+    }
+}
+
+/// Why noise-prediction DPM-Solver refuses a start at `alpha = 0`.
+pub(crate) const ZERO_ALPHA: &str = "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++";
 
 /// The second-order update variant (diffusers' `solver_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -138,14 +151,7 @@ impl Solver for DpmSolverMultistep {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        self.policy.validate(3, "DPM-Solver multistep")?;
-        match self.algorithm {
-            Algorithm::DpmSolverPP => Ok(()),
-            Algorithm::DpmSolver => refuse_zero_alpha_start(
-                steps,
-                "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++",
-            ),
-        }
+        validate_expint(&self.policy, "DPM-Solver multistep", self.algorithm.form(), steps, ZERO_ALPHA)
     }
 
     fn init_state(&self) -> History {

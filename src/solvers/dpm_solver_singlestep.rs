@@ -23,7 +23,8 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Algorithm, Solver, SolverType, StepContext};
+use super::dpm_solver::ZERO_ALPHA;
+use super::{validate_expint, Algorithm, Solver, SolverType, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::limits;
@@ -156,14 +157,7 @@ impl Solver for DpmSolverSinglestep {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        self.policy.validate(3, "DPM-Solver singlestep")?;
-        match self.algorithm {
-            Algorithm::DpmSolverPP => Ok(()),
-            Algorithm::DpmSolver => refuse_zero_alpha_start(
-                steps,
-                "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++",
-            ),
-        }
+        validate_expint(&self.policy, "DPM-Solver singlestep", self.algorithm.form(), steps, ZERO_ALPHA)
     }
 
     fn init_state(&self) -> SinglestepState {

@@ -34,6 +34,7 @@ pub use euler_ancestral::EulerAncestral;
 pub use heun::{Churn, Heun};
 pub use ipndm::{Ipndm, ZeroAlphaStart};
 pub use lms::Lms;
+pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::SdeDpmSolverPP;
 pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
@@ -42,6 +43,8 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::grid::{End, Step, StepKind};
+use crate::math::expint::Form;
+use crate::math::OrderPolicy;
 use crate::model::Model;
 use crate::noise::NoiseSource;
 use crate::schedule::Point;
@@ -103,6 +106,22 @@ pub(crate) fn refuse_zero_alpha_start(steps: &[Step], message: &str) -> Result<(
     match steps.first() {
         Some(s) if s.from.alpha == 0.0 => Err(Error::Unsupported(message.into())),
         _ => Ok(()),
+    }
+}
+
+/// The validation of the exponential integrators: the order within `1..=3`, and a noise-form
+/// method refuses a start at `alpha = 0` (its first step would divide by it) with `message`.
+pub(crate) fn validate_expint(
+    policy: &OrderPolicy,
+    name: &str,
+    form: Form,
+    steps: &[Step],
+    message: &str,
+) -> Result<()> {
+    policy.validate(3, name)?;
+    match form {
+        Form::Data => Ok(()),
+        Form::Noise => refuse_zero_alpha_start(steps, message),
     }
 }
 

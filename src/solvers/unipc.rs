@@ -28,11 +28,12 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{validate_expint, Solver, StepContext};
 use crate::error::{Error, Result};
 use crate::grid::Step;
 use crate::math::expint::{weights, Form};
-use crate::math::lagrange::{factorial, moment_weights, taylor_weight};
+use crate::math::lagrange::{moment_weights, taylor_weight};
+use crate::math::phi::factorial;
 use crate::math::{History, OrderPolicy};
 use crate::ops::lincomb;
 use crate::schedule::Point;
@@ -222,14 +223,8 @@ impl Solver for UniPc {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        self.policy.validate(3, "UniPC")?;
-        match self.form {
-            Form::Data => Ok(()),
-            Form::Noise => refuse_zero_alpha_start(
-                steps,
-                "UniPC with noise prediction cannot step from alpha = 0: use the data form (predict_x0)",
-            ),
-        }
+        let message = "UniPC with noise prediction cannot step from alpha = 0: use the data form (predict_x0)";
+        validate_expint(&self.policy, "UniPC", self.form, steps, message)
     }
 
     fn init_state(&self) -> UniPcState {
