@@ -15,6 +15,7 @@ pub(crate) use betas::{alphas_cumprod, torch_linspace_f32};
 pub(crate) use flow::flow_sigma_of_lambda;
 pub use flow::RectifiedFlow;
 pub use ve::{Edm, EdmModelTime};
+pub(crate) use vp::vp_from_log_ksigma;
 pub use vp::{BetaSchedule, ContinuousVp, CosineVp, DiscreteVp};
 
 /// One time of a schedule with its signal and noise levels.

@@ -125,12 +125,29 @@ impl DiscreteVp {
     }
 
     fn from_alphas_cumprod(alphas_cumprod: Vec<f64>) -> Result<DiscreteVp> {
+        Self::checked(alphas_cumprod, false)
+    }
+
+    /// A diffusers table: as [`DiscreteVp::new`] with `AlphasCumprod`, except that the last entry
+    /// may be diffusers' zero-terminal-SNR floor `2^-24` even where the entry before it is smaller
+    /// (linear betas rescaled to zero SNR: diffusers runs such a table, its last two noise levels
+    /// out of order). Lookups by log-SNR ([`Scheduler::t_of_lambda`]) treat the last entry as the
+    /// table's end.
+    pub(crate) fn from_diffusers_table(alphas_cumprod: Vec<f64>) -> Result<DiscreteVp> {
+        Self::checked(alphas_cumprod, true)
+    }
+
+    fn checked(alphas_cumprod: Vec<f64>, diffusers_floor: bool) -> Result<DiscreteVp> {
         if alphas_cumprod.len() < 2 {
             return config_err("a discrete schedule needs at least 2 training timesteps");
         }
         let last = alphas_cumprod.len() - 1;
         for (i, w) in alphas_cumprod.windows(2).enumerate() {
             let ok_last = i + 1 == last && w[1] == 0.0; // zero terminal SNR
+            let floor = diffusers_floor && i + 1 == last && w[1] == 2f64.powi(-24) && w[0] > 0.0 && w[0] < 1.0;
+            if floor {
+                continue;
+            }
             if !(w[0] > 0.0 && w[0] < 1.0 && (w[1] > 0.0 || ok_last) && w[1] < w[0]) {
                 return config_err(format!(
                     "alphas_cumprod must decrease strictly within (0, 1) (only the last may be 0); \
