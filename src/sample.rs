@@ -98,9 +98,15 @@ where
     let at = |e: Error, index: usize| e.at_step(solver.name(), index, steps.len());
     validate_steps(steps).map_err(|e| at(e, 0))?;
     model.validate(x.dtype()).map_err(|e| at(e, 0))?;
-    for st in steps {
-        // the network is evaluated at every step's start: a finite time in the schedule's range
+    for (i, st) in steps.iter().enumerate() {
+        // the network is evaluated at every step's start, and some solvers (Heun, PNDM) at its end:
+        // finite times in the schedule's range (a list's very last end may lie off the table, as
+        // diffusers' DDIM final point does, since no solver evaluates the network there but Heun,
+        // whose grids end on the table)
         check_time(model.schedule(), st.from.t).map_err(|e| at(e, st.index))?;
+        if i + 1 < steps.len() && !st.to.is_clean() {
+            check_time(model.schedule(), st.to.t).map_err(|e| at(e, st.index))?;
+        }
     }
     let solve: Vec<Step> = steps.iter().filter(|s| s.kind == StepKind::Solve).copied().collect();
     if solver.is_stochastic() && !is_denoising(&solve) {
