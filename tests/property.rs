@@ -657,7 +657,7 @@ fn steps_for_nfe_fits_any_budget() {
             |n: usize| nfe_of(&solver, Grid::new(&Edm::default(), &Spacing::UniformTime, n, end).unwrap().as_ref());
         match steps_for_nfe(&solver, budget, end) {
             Ok(n) => {
-                prop_assert!(n >= 1 && n <= limits::MAX_STEPS && cost(n) <= budget);
+                prop_assert!((1..=limits::MAX_STEPS).contains(&n) && cost(n) <= budget);
                 prop_assert!(n == limits::MAX_STEPS || cost(n + 1) > budget, "{n} steps for {budget}");
             }
             Err(e) => prop_assert!(budget < cost(1), "{e}"),
