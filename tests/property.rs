@@ -11,8 +11,9 @@
 //! - with a finite network on a well-conditioned schedule in F32/F64 (finite in), no error blames
 //!   NaN or infinity (the library never makes a NaN of its own where a finite answer exists).
 //!
-//! 20 000 cases by default from a fixed seed (about 25 s in release on one core of a shared 2-core
-//! machine); `PROPTEST_CASES=n` runs another count and `PROPERTY_RANDOM=1` a fresh seed.
+//! 20 000 cases by default from a fixed seed: 1.2 s in release on a shared 2-core machine (the
+//! file's three tests 3.8 s). `PROPTEST_CASES=n` runs another count (1 000 000: 60 s, the file
+//! 177 s with `steps_for_nfe` over 50 000 budgets) and `PROPERTY_RANDOM=1` a fresh seed.
 //! The diffusers configs (fields set after parsing) are in `tests/robustness_diffusers.rs`.
 
 use std::cell::RefCell;

@@ -345,8 +345,8 @@ fn cases() -> u32 {
 
 /// Random configs with their public fields set after parsing (no validation pass ran), random
 /// step counts: `from_config`, `plan` and `sample` end in `Ok` (finite) or a typed error, never a
-/// panic; the network never sees a non-finite time. 3 000 cases by default (a fifth of
-/// `PROPTEST_CASES` when set).
+/// panic; the network never sees a non-finite time. 3 000 cases by default, 0.3 s (a fifth of
+/// `PROPTEST_CASES` when set: `PROPTEST_CASES=5000000` runs 1 000 000 configs in 139 s).
 #[test]
 fn configs_with_fields_set_after_parsing() {
     let config = Config { cases: cases(), failure_persistence: None, ..Config::default() };
