@@ -51,6 +51,7 @@ pub mod brownian;
 pub mod diffusers;
 mod error;
 pub mod grid;
+pub mod limits;
 pub mod math;
 pub mod model;
 pub mod names;
@@ -58,9 +59,9 @@ pub mod noise;
 mod ops;
 pub mod sample;
 pub mod schedule;
-pub mod sigmas;
 #[cfg(feature = "stable-diffusion")]
 pub mod sd;
+pub mod sigmas;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]

@@ -6,7 +6,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::error::{config_err, Error, Result};
-use crate::ops::lincomb;
+use crate::ops::{all_finite, lincomb};
 use crate::schedule::{Point, Scheduler};
 
 /// What the network outputs, for `x = alpha x0 + sigma eps`.
@@ -117,6 +117,8 @@ impl<'a> Model<'a> {
     }
 
     /// Run the network in `dtype` (e.g. F16/BF16) while the sampler state keeps its own dtype.
+    /// It must be F16, BF16, F32 or F64: another dtype (an integer one) is refused
+    /// ([`Error::Unsupported`]) when a run starts, before any network call.
     pub fn with_model_dtype(mut self, dtype: DType) -> Self {
         self.model_dtype = Some(dtype);
         self
@@ -137,11 +139,30 @@ impl<'a> Model<'a> {
         Ok(self)
     }
 
-    /// Check every network output for NaN/inf (default on). The check reads one scalar back from
-    /// the device per evaluation; turn it off to avoid that synchronisation.
+    /// Check every network output for NaN/inf (default on), and the sampling loop's result. The
+    /// check cannot overflow (finite outputs of any size pass) and reads at most one scalar back
+    /// from a non-CPU device per evaluation (a CPU tensor is scanned in place); turn it off to avoid
+    /// that synchronisation. A non-finite output is [`Error::NonFinite`], unless the network's
+    /// input was already non-finite ([`Error::NonFiniteSample`]: the network is not at fault).
     pub fn with_finite_check(mut self, on: bool) -> Self {
         self.check_finite = on;
         self
+    }
+
+    /// Whether outputs are checked for NaN/inf ([`Model::with_finite_check`]).
+    pub fn checks_finite(&self) -> bool {
+        self.check_finite
+    }
+
+    /// The checks a sampling run makes once before its first step: the sample's dtype `state` and
+    /// the network's dtype are F16, BF16, F32 or F64 ([`Error::Unsupported`] otherwise), and the
+    /// schedule's settings are valid ([`Scheduler::validate`]).
+    pub fn validate(&self, state: DType) -> Result<()> {
+        check_float_dtype(state, "the sample")?;
+        if let Some(dt) = self.model_dtype {
+            check_float_dtype(dt, "the network's dtype (Model::with_model_dtype)")?;
+        }
+        self.schedule.validate()
     }
 
     /// Network evaluations so far.
@@ -161,7 +182,18 @@ impl<'a> Model<'a> {
 
     /// The network's raw output at `point`, in `x`'s dtype.
     pub fn raw(&mut self, x: &Tensor, point: &Point) -> Result<Tensor> {
+        check_float_dtype(x.dtype(), "the sample")?;
+        if let Some(dt) = self.model_dtype {
+            check_float_dtype(dt, "the network's dtype (Model::with_model_dtype)")?;
+        }
         let model_time = self.schedule.model_time(point.t);
+        if !model_time.is_finite() {
+            return Err(Error::InvalidGrid(format!(
+                "the point t = {} has model time {model_time}: the network is only called at finite model times \
+                 (check the grid's times and the schedule's settings)",
+                point.t
+            )));
+        }
         let input = match self.model_dtype {
             Some(dt) if dt != x.dtype() => x.to_dtype(dt)?,
             _ => x.clone(),
@@ -174,11 +206,14 @@ impl<'a> Model<'a> {
             model_time,
         )?;
         let out = if out.dtype() != x.dtype() { out.to_dtype(x.dtype())? } else { out };
-        if self.check_finite {
-            let total = out.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !total.is_finite() {
-                return Err(Error::NonFinite { what: "denoiser output", model_time });
+        if self.check_finite && !all_finite(&out)? {
+            // only on this error path: whose NaN is it?
+            if !all_finite(x)? {
+                return Err(Error::NonFiniteSample {
+                    when: format!("before the network call at model time {model_time}"),
+                });
             }
+            return Err(Error::NonFinite { what: "denoiser output", model_time });
         }
         Ok(out)
     }
@@ -326,6 +361,17 @@ impl std::fmt::Debug for Model<'_> {
             .field("transform", &self.transform)
             .field("nfe", &self.nfe)
             .finish()
+    }
+}
+
+/// The dtypes the sampler works in: F16, BF16, F32, F64 (integer dtypes would silently truncate
+/// every update; candle has no arithmetic for the 8-bit-and-smaller floats).
+pub(crate) fn check_float_dtype(dtype: DType, what: &str) -> Result<()> {
+    match dtype {
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(()),
+        other => Err(Error::Unsupported(format!(
+            "{what} has dtype {other:?}: sampling needs a floating-point dtype (F32 or F64; F16 and BF16 also work)"
+        ))),
     }
 }
 

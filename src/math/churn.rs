@@ -67,9 +67,11 @@ impl Churn {
 
     /// The configuration check of the solvers that take churn.
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.s_churn >= 0.0 && self.s_noise >= 0.0 && self.s_noise.is_finite() && self.s_tmin <= self.s_tmax) {
+        let finite = self.s_churn.is_finite() && self.s_noise.is_finite() && self.s_tmin.is_finite();
+        if !(finite && self.s_churn >= 0.0 && self.s_noise >= 0.0 && self.s_tmin >= 0.0 && self.s_tmin <= self.s_tmax) {
             return config_err(format!(
-                "invalid churn settings {self:?}: need s_churn >= 0, finite s_noise >= 0 and s_tmin <= s_tmax"
+                "invalid churn settings {self:?}: need finite s_churn, s_noise >= 0 and 0 <= s_tmin <= s_tmax \
+                 (s_tmax may be infinite)"
             ));
         }
         Ok(())

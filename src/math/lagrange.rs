@@ -49,6 +49,7 @@ pub fn moment_weights(nodes: &[f64], moments: &[f64]) -> Result<Vec<f64>> {
 /// With one node this is the first-order (DDIM) step. With more nodes the step must have a finite
 /// `h`: into `sigma = 0` every higher-order term collapses onto the newest node and the system is
 /// singular, so it is refused with [`Error::Unsupported`] (solvers take a first-order step there).
+/// A step of zero length (`h = 0`) has zero weights.
 ///
 /// ```
 /// use diffusion_samplers::math::{expint::Form, lagrange::lagrange_step};
@@ -75,6 +76,10 @@ pub fn lagrange_step(form: Form, from: &Point, to: &Point, lambdas: &[f64]) -> R
         return Err(Error::Unsupported(format!(
             "an order-{n} Lagrange step into sigma = 0 (h = inf) is undefined: take a first-order step there"
         )));
+    }
+    if h == 0.0 {
+        // a step of zero length (a repeated point): the integral, and every weight, is 0
+        return Ok((w.c_x, vec![0.0; n]));
     }
     let nodes: Vec<f64> = lambdas.iter().map(|l| (l - from.lambda) / h).collect();
     let moments: Vec<f64> = (0..n).map(|k| factorial(k) * taylor_weight(form, from, to, k)).collect();

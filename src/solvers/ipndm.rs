@@ -86,11 +86,13 @@ impl Ipndm {
     /// passes to the network. `t` is the time of the v-diffusion cosine schedule
     /// `alpha = cos(pi t / 2)`, `sigma = sin(pi t / 2)`: the model must be bound to a
     /// [`crate::Scheduler`] whose `model_time` is that `t`, such as [`crate::CosineVp`]. The first point has `alpha = 0`, the last
-    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`].
+    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`]. At most
+    /// [`crate::limits::MAX_STEPS`] steps.
     pub fn diffusers_points(steps: usize) -> Result<Vec<Point>> {
         if steps == 0 {
             return Err(crate::Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
         Ok((0..=steps)
             .map(|i| {
                 if i == steps {

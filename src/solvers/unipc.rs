@@ -156,6 +156,10 @@ impl UniPc {
                 "a UniPC step of order > 1 into sigma = 0 is undefined: take a first-order step there".into(),
             ));
         }
+        if h == 0.0 {
+            // a step of zero length (a repeated point): no difference term has weight
+            return lincomb(&terms);
+        }
         let r: Vec<f64> = nodes.iter().map(|(p, _)| (p.lambda - from.lambda) / h).collect();
         let g = if fixed {
             vec![0.5 * self.b_weight(from, to, w.c[0])]
