@@ -45,7 +45,8 @@ fn defect_10_allocation_grows_linearly_with_the_step_count() {
         let solver: AnySolver = name.parse().unwrap();
         let (small, large) = (bytes_of_run(&solver, 2_000), bytes_of_run(&solver, 20_000));
         let ratio = large as f64 / small as f64;
-        // linear: 10; the old singlestep order list (8 bytes x steps at every step): 96
-        assert!(ratio < 12.0, "{name}: {small} bytes for 2000 steps, {large} for 20000 (x{ratio:.1})");
+        // linear: 10, up to 16 where a per-run Vec grows by doubling (capacity 2048 vs 32768);
+        // the old singlestep order list (8 bytes x steps at every step): 96
+        assert!(ratio < 20.0, "{name}: {small} bytes for 2000 steps, {large} for 20000 (x{ratio:.1})");
     }
 }

@@ -182,7 +182,7 @@ impl SolverSpec {
             SolverSpec::Heun(churn) => AnySolver::new(Heun {
                 churn: churn.map(|(s_churn, s_tmin, s_tmax, s_noise)| Churn { s_churn, s_tmin, s_tmax, s_noise }),
             }),
-            SolverSpec::Lms(order) => AnySolver::new(Lms { order: *order }),
+            SolverSpec::Lms(order) => AnySolver::new(Lms { order: *order, ..Lms::default() }),
             SolverSpec::Ipndm(order, clamp) => AnySolver::new(Ipndm {
                 order: *order,
                 zero_alpha_start: if *clamp { ZeroAlphaStart::DiffusersClamp } else { ZeroAlphaStart::DataPrediction },
