@@ -15,7 +15,10 @@
 //! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`], [`EulerAncestral`], [`Heun`] (EDM,
 //! with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
 //! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
-//! and [`Ipndm`]. Each reports its order, its network evaluations per step and whether it is
+//! and [`Ipndm`]; ComfyUI's own samplers: [`Lcm`], [`DeisTab`] (`deis`), [`ResMultistep`],
+//! [`GradientEstimation`], [`ErSde`], [`Seeds`], [`SaSolver`], the CFG++ samplers
+//! ([`EulerCfgPp`], [`DpmPP2mCfgPp`], [`DpmPP2sAncestralCfgPp`], [`Guidance::CfgPp`]) and
+//! [`Restart`] sampling. Each reports its order, its network evaluations per step and whether it is
 //! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
 //! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
 //! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
@@ -60,7 +63,9 @@ pub use error::{Error, Result};
 pub use grid::{is_denoising, End, Grid, Spacing, Step, StepKind};
 pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
-pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Linear, Model, Prediction};
+pub use model::{
+    ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Guidance, Linear, Model, Prediction,
+};
 pub use noise::{NoiseSource, SeededNoise, TensorNoise};
 pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, Progress};
@@ -72,4 +77,10 @@ pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, Solve
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};
 pub use solvers::{
     Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart,
+};
+// ComfyUI-only samplers (group CX)
+pub use solvers::{
+    CleanStep, DeisQuadrature, DeisTab, DpmPP2mCfgPp, DpmPP2sAncestralCfgPp, ErSde, EulerCfgPp, GradientEstimation,
+    IpndmWeights, Lcm, NoiseScaler, ResMultistep, Restart, RestartSegment, SaMode, SaNoise, SaSolver, Seeds,
+    SeedsStages, SeedsUpdate, UniPcEnd,
 };

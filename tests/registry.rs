@@ -44,26 +44,43 @@ fn every_registered_name_round_trips_and_its_metadata_is_what_it_does() {
         // snake case, no ComfyUI name of another algorithm
         assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name}");
         assert!(!["dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_3m_sde"].contains(name));
+        // a stochastic solver draws noise (on some grid ending above sigma = 0: SA-Solver adds
+        // noise only on a band of noise levels), a deterministic one never does
+        let mut drew = false;
         for end in [End::Clean, End::Min] {
             for steps in [1, 2, 3, 7] {
                 let grid = Grid::new(&s, &Spacing::UniformLambda, steps, end).unwrap();
                 let intervals = Rc::new(RefCell::new(vec![]));
                 let mut source = Recorder { inner: SeededNoise::new(0), intervals: intervals.clone() };
-                let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
+                // CFG++ samplers need a guided network (here both halves are the same denoiser)
+                let mut model = if solver.needs_unconditional() {
+                    let guided = ClassifierFreeGuidance {
+                        denoiser: gm.denoiser(&s, Prediction::Epsilon),
+                        scale: 1.5,
+                        rescale: 0.0,
+                    };
+                    Model::new(guided, &s, Prediction::Epsilon)
+                } else {
+                    Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon)
+                };
                 let out = sample_with(&solver, &mut model, &grid, &x, &mut source, |_| {}).unwrap();
                 assert!(out.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().all(|v| v.is_finite()), "{name}");
                 assert_eq!(model.nfe(), nfe_of(&solver, grid.as_ref()), "{name}, {steps} steps to {end:?}: NFE");
-                // a stochastic solver draws noise (at least on the steps before sigma = 0), a
-                // deterministic one never does; each draw names its step's interval
+                // each draw names an interval within one step (multistage SDE solvers draw over
+                // the sub-intervals between their stages)
                 let drawn = intervals.borrow().clone();
                 if end == End::Min {
-                    assert_eq!(!drawn.is_empty(), solver.is_stochastic(), "{name}: {} draws", drawn.len());
+                    drew |= !drawn.is_empty();
+                }
+                if !solver.is_stochastic() {
+                    assert!(drawn.is_empty(), "{name}: a deterministic solver drew {} times", drawn.len());
                 }
                 for (from, to) in drawn {
-                    assert!(grid.steps().any(|st| st.from.t == from && (st.to.t == to || to > st.to.t)), "{name}");
+                    assert!(grid.steps().any(|st| st.to.t <= to && to < from && from <= st.from.t), "{name}");
                 }
             }
         }
+        assert_eq!(drew, solver.is_stochastic(), "{name}: draws noise on no grid");
         // the step count that fits a budget is the largest one whose grid costs at most that
         for budget in [4, 5, 10] {
             let n = steps_for_nfe(&solver, budget, End::Clean).unwrap();

@@ -19,7 +19,7 @@ use crate::sample::{sample_with, Progress};
 use crate::schedule::{BetaSchedule, DiscreteVp, Point, Scheduler};
 use crate::solvers::{
     Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, DdpmVariance, Deis, DpmSolverMultistep, DpmSolverSinglestep,
-    Euler, EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
+    Euler, EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc, UniPcEnd,
 };
 
 /// Largest number of inference steps accepted.
@@ -430,6 +430,7 @@ impl DiffusersSampler {
                     variant,
                     form: if get(c.predict_x0, true) { Form::Data } else { Form::Noise },
                     corrector,
+                    end: UniPcEnd::Clean,
                 }))
             }
             SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => {

@@ -1,6 +1,7 @@
 //! Numerics written once and shared by the solvers: phi functions and exponential-integrator
 //! weights, the multistep [`History`], and the [`OrderPolicy`].
 
+pub mod ancestral;
 pub mod expint;
 mod history;
 pub mod lagrange;
@@ -8,6 +9,8 @@ pub mod linalg;
 pub mod multistep;
 mod order;
 pub mod phi;
+pub mod quadrature;
+pub mod sde;
 
 pub use history::History;
 pub use order::{LowerOrderFinal, OrderPolicy};

@@ -17,6 +17,16 @@
 //!
 //! Starting at `alpha = 0` (diffusers' `IPNDMScheduler` grid starts there) the transfer is
 //! singular; [`ZeroAlphaStart`] says what the first step does.
+//!
+//! ComfyUI's `ipndm` ([`Ipndm::comfy`]) is this method with fixed weights, returning the data
+//! prediction on the step into `sigma = 0` ([`CleanStep::DataPrediction`]). Its `ipndm_v`
+//! ([`Ipndm::comfy_variable`]) replaces the fixed weights by step-size-dependent ones
+//! ([`IpndmWeights::ComfyVariable`], from the `diff-solvers` code ComfyUI cites): exact for the
+//! second order, but its third- and fourth-order weights are not the variable-step
+//! Adams-Bashforth ones (the third-order weights integrate only linear polynomials exactly on
+//! non-uniform steps; the fourth-order ones differ from Adams-Bashforth's even on uniform steps,
+//! and do not sum to one on steps whose ratio varies, e.g. Karras grids). Measured in
+//! `tests/solvers_cx.rs`; [`IpndmWeights::Lagrange`] is the exact variable-step method.
 
 use candle_core::Tensor;
 
@@ -43,6 +53,31 @@ pub enum ZeroAlphaStart {
     DiffusersClamp,
 }
 
+/// The weights of iPNDM's multistep combination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IpndmWeights {
+    /// The fixed Adams-Bashforth weights of a uniform grid (iPNDM as published; diffusers'
+    /// `IPNDMScheduler`, ComfyUI's `ipndm`).
+    #[default]
+    Fixed,
+    /// Variable-step Adams-Bashforth in `ksigma`: the Lagrange polynomial through the actual
+    /// noise levels, integrated exactly (order `m` on every grid; the method of [`crate::Lms`]).
+    Lagrange,
+    /// ComfyUI's `ipndm_v` weights, reproduced as ComfyUI computes them (see the module docs for
+    /// how they differ from variable-step Adams-Bashforth above the second order).
+    ComfyVariable,
+}
+
+/// What the step into `sigma = 0` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CleanStep {
+    /// The multistep combination down to `sigma = 0` (diffusers' `IPNDMScheduler`).
+    #[default]
+    Multistep,
+    /// Return the data prediction (ComfyUI's `ipndm` and `ipndm_v`).
+    DataPrediction,
+}
+
 /// The iPNDM solver.
 ///
 /// diffusers' `IPNDMScheduler` is `order = 4` with [`ZeroAlphaStart::DiffusersClamp`]; its own grid
@@ -66,18 +101,38 @@ pub struct Ipndm {
     pub order: usize,
     /// The first step from `alpha = 0`.
     pub zero_alpha_start: ZeroAlphaStart,
+    /// The multistep weights.
+    pub weights: IpndmWeights,
+    /// The step into `sigma = 0`.
+    pub clean_step: CleanStep,
 }
 
 impl Default for Ipndm {
     fn default() -> Self {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DataPrediction }
+        Ipndm {
+            order: 4,
+            zero_alpha_start: ZeroAlphaStart::DataPrediction,
+            weights: IpndmWeights::Fixed,
+            clean_step: CleanStep::Multistep,
+        }
     }
 }
 
 impl Ipndm {
     /// diffusers' `IPNDMScheduler`: order 4, its clamped first step from `alpha = 0`.
     pub fn diffusers_default() -> Ipndm {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DiffusersClamp }
+        Ipndm { zero_alpha_start: ZeroAlphaStart::DiffusersClamp, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm`: order 4, fixed weights, the data prediction into `sigma = 0`.
+    pub fn comfy() -> Ipndm {
+        Ipndm { clean_step: CleanStep::DataPrediction, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm_v`: order 4, its variable-step weights, the data prediction into
+    /// `sigma = 0`.
+    pub fn comfy_variable() -> Ipndm {
+        Ipndm { weights: IpndmWeights::ComfyVariable, ..Ipndm::comfy() }
     }
 
     /// The points of diffusers' `IPNDMScheduler` grid for `steps` steps, computed in f64:
@@ -148,8 +203,67 @@ impl Solver for Ipndm {
             return Ok(out);
         }
         let eps = model.noise(x, from)?;
-        let out = ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Uniform)?;
+        let out = match (self.clean_step, self.weights) {
+            (CleanStep::DataPrediction, _) if to.is_clean() => {
+                lincomb(&[(1.0 / from.alpha, x), (-from.sigma / from.alpha, &eps)])?
+            }
+            (_, IpndmWeights::Fixed) => {
+                ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Uniform)?
+            }
+            (_, IpndmWeights::Lagrange) => {
+                ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Lagrange)?
+            }
+            (_, IpndmWeights::ComfyVariable) => {
+                let nodes: Vec<f64> = (0..self.order.min(hist.len() + 1) - 1)
+                    .filter_map(|k| hist.get(k).map(|(p, _)| p.ksigma()))
+                    .collect();
+                let (s, s_to) = (from.ksigma(), to.ksigma());
+                let b = comfy_variable_weights(s, s_to, &nodes);
+                let c = to.alpha * (s_to - s);
+                let mut terms: Vec<(f64, &Tensor)> = vec![(to.alpha / from.alpha, x), (c * b[0], &eps)];
+                for (k, bk) in b.iter().enumerate().skip(1) {
+                    if let Some((_, e)) = hist.get(k - 1) {
+                        terms.push((c * bk, e));
+                    }
+                }
+                lincomb(&terms)?
+            }
+        };
         hist.push(*from, eps);
         Ok(out)
+    }
+}
+
+/// ComfyUI's `ipndm_v` weights (per unit step, newest first) for the step from noise level `s`
+/// to `s_to` with the previous levels `prev` (newest first, 0 to 3 of them), as its
+/// `sample_ipndm_v` computes them from the step sizes `h_n = s_to - s`, `h_{n-1} = s - s_1`, ...
+fn comfy_variable_weights(s: f64, s_to: f64, prev: &[f64]) -> Vec<f64> {
+    let h0 = s_to - s;
+    match *prev {
+        [] => vec![1.0],
+        [s1] => {
+            let q = h0 / (s - s1);
+            vec![1.0 + q / 2.0, -q / 2.0]
+        }
+        [s1, s2] => {
+            let (h1, h2) = (s - s1, s1 - s2);
+            let t = (1.0 - h0 / (3.0 * (h0 + h1)) * (h0 * (h0 + h1)) / (h1 * (h1 + h2))) / 2.0;
+            vec![1.0 + h0 / h1 / 2.0 + t, -(h0 / h1) / 2.0 - (1.0 + h1 / h2) * t, t * h1 / h2]
+        }
+        [s1, s2, s3, ..] => {
+            let (h1, h2, h3) = (s - s1, s1 - s2, s2 - s3);
+            let t1 = (1.0 - h0 / (3.0 * (h0 + h1)) * (h0 * (h0 + h1)) / (h1 * (h1 + h2))) / 2.0;
+            let t2 = ((1.0 - h0 / (3.0 * (h0 + h1))) / 2.0
+                + (1.0 - h0 / (2.0 * (h0 + h1))) * h0 / (6.0 * (h0 + h1 + h2)))
+                * (h0 * (h0 + h1) * (h0 + h1 + h2))
+                / (h1 * (h1 + h2) * (h1 + h2 + h3));
+            let q = h1 * (h1 + h2) / (h2 * (h2 + h3));
+            vec![
+                1.0 + h0 / h1 / 2.0 + t1 + t2,
+                -(h0 / h1) / 2.0 - (1.0 + h1 / h2) * t1 - (1.0 + h1 / h2 + q) * t2,
+                t1 * h1 / h2 + (h1 / h2 + q * (1.0 + h2 / h3)) * t2,
+                -t2 * q * h1 / h2,
+            ]
+        }
     }
 }

@@ -22,6 +22,18 @@ mod lms;
 mod pndm;
 mod sde_dpm_solver;
 mod unipc;
+// ComfyUI-only samplers (group CX)
+mod deis_tab;
+mod dpmpp_2m_cfg_pp;
+mod dpmpp_2s_ancestral_cfg_pp;
+mod er_sde;
+mod euler_cfg_pp;
+mod gradient_estimation;
+mod lcm;
+mod res_multistep;
+mod restart;
+mod sa_solver;
+mod seeds;
 
 pub use any::AnySolver;
 pub use ddim::Ddim;
@@ -32,11 +44,23 @@ pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
 pub use heun::{Churn, Heun};
-pub use ipndm::{Ipndm, ZeroAlphaStart};
+pub use ipndm::{CleanStep, Ipndm, IpndmWeights, ZeroAlphaStart};
 pub use lms::Lms;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::SdeDpmSolverPP;
-pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
+pub use unipc::{BVariant, Corrector, UniPc, UniPcEnd, UniPcState};
+// ComfyUI-only samplers (group CX)
+pub use deis_tab::{DeisQuadrature, DeisTab};
+pub use dpmpp_2m_cfg_pp::DpmPP2mCfgPp;
+pub use dpmpp_2s_ancestral_cfg_pp::DpmPP2sAncestralCfgPp;
+pub use er_sde::{ErSde, ErSdeState, NoiseScaler};
+pub use euler_cfg_pp::EulerCfgPp;
+pub use gradient_estimation::GradientEstimation;
+pub use lcm::Lcm;
+pub use res_multistep::{ResMultistep, ResState};
+pub use restart::{Restart, RestartSegment};
+pub use sa_solver::{SaMode, SaNoise, SaSolver, SaState};
+pub use seeds::{Seeds, SeedsStages, SeedsUpdate};
 
 use candle_core::Tensor;
 
@@ -82,6 +106,13 @@ pub trait Solver {
     /// True when the solver adds noise (draws from the [`StepContext`]'s noise source). The loop
     /// refuses to run a stochastic solver on an inversion grid.
     fn is_stochastic(&self) -> bool {
+        false
+    }
+
+    /// True when the solver needs the unconditional prediction of a guided network (the CFG++
+    /// samplers, [`crate::Model::data_and_unconditional`]). The loop refuses to run it with a
+    /// model whose denoiser has none ([`crate::Model::has_unconditional`]).
+    fn needs_unconditional(&self) -> bool {
         false
     }
 
