@@ -281,7 +281,8 @@ fn ipndm_start_from_pure_noise() {
             assert_eq!((pts[0].alpha, pts[0].sigma, pts[0].t), (0.0, 1.0, 1.0));
             let exact = gm.exact_endpoint(&x, &pts[0], &pts[n]).unwrap();
             let mut model = Model::new(gm.denoiser(&s, Prediction::VPrediction), &s, Prediction::VPrediction);
-            let out = sample(&Ipndm { order: 4, zero_alpha_start: start }, &mut model, &grid, &x).unwrap();
+            let out = sample(&Ipndm { order: 4, zero_alpha_start: start, ..Ipndm::default() }, &mut model, &grid, &x)
+                .unwrap();
             errs.push(rms(&out, &exact));
         }
         let slope = order_slope(&NS, &errs);

@@ -13,10 +13,12 @@
 //! `S1 = int_{l_t}^{l_s} dl / phi(l)`, `S2 = int_{l_t}^{l_s} (l - l_s) / phi(l) dl`. Stage 1 is the
 //! first line; stage 2 (from the second step) estimates `x0'` by the backward difference of the
 //! last two predictions, stage 3 (from the third) `x0''` by the difference of the last two
-//! `x0'`, divided by half the distance of their nodes. The integrals are ComfyUI's (and the
-//! reference code's) left Riemann sums of [`ErSde::integration_points`] points; their error is
-//! `O(dl^2 / N)` in the stage-2 weight, a first-order error with a small constant (use more
-//! points to see the method's own order). The default `phi(l) = l (e^{l^0.3} + 10)` is the
+//! `x0'`, divided by half the distance of their nodes. The backward difference is only a
+//! first-order estimate of `x0'`, so in the ODE limit the method is second order whatever the
+//! stage count (measured 2.1-2.2 in `tests/solvers_cx_orders.rs`; stage 3 lowers the error
+//! constant). The integrals are ComfyUI's (and the reference code's) left Riemann sums of
+//! [`ErSde::integration_points`] points; their error is `O(dl^2 / N)` in the stage-2 weight, a
+//! first-order error with a small constant (use more points to see the method's own order). The default `phi(l) = l (e^{l^0.3} + 10)` is the
 //! paper's ER-SDE 5; `phi(l) = l` ([`NoiseScaler::Ode`]) gives the probability-flow ODE
 //! (`r = l_t / l_s`, no noise). Into `sigma = 0` the step returns `x0`. 1 NFE per step, one noise
 //! draw per step before `sigma = 0`.
@@ -115,10 +117,12 @@ impl Solver for ErSde {
     }
 
     fn order(&self) -> usize {
-        if self.noisy() {
+        // stage 3 does not raise the order: the backward difference estimating x0' is first-order
+        // accurate, which leaves an O(dl^3) local error (measured order 2 in the ODE limit)
+        if self.noisy() || self.max_stage == 1 {
             1
         } else {
-            self.max_stage.clamp(1, 3)
+            2
         }
     }
 

@@ -125,8 +125,8 @@ impl Restart {
 
     /// The steps of a restart run on `grid` (a sampling grid of `schedule`): the grid's steps, and
     /// after the step that reaches the grid point nearest each segment's `t_min`, `repeats` passes
-    /// of `points - 1` steps from `t_max` down to that point (skipped when the point is not below
-    /// `t_max`). Run them with this solver.
+    /// of `points - 1` steps from `t_max` down to that point (skipped when that point is the
+    /// grid's start or not below `t_max`, as in the authors' code). Run them with this solver.
     pub fn steps(&self, schedule: &dyn Scheduler, grid: &Grid) -> Result<Vec<Step>> {
         self.check()?;
         if !grid.is_denoising() {

@@ -249,7 +249,7 @@ impl Solver for SaSolver {
                     && start <= end
             }
         };
-        if !eta_ok || !(self.s_noise >= 0.0 && self.s_noise.is_finite()) {
+        if !(eta_ok && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
             return config_err(format!(
                 "SA-Solver needs finite eta >= 0, an ordered band (percent fractions in [0, 1]) and finite s_noise >= 0, \
                  got {:?} and s_noise = {}",
