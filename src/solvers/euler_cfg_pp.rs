@@ -15,12 +15,13 @@
 //! Where the guided and unconditional predictions agree (`x0 = x0_u`: guidance scale 0, or both
 //! halves of the network equal) it is Euler / Euler-ancestral (first order); otherwise the term
 //! `x0 - x0_u` enters every step at full weight, so the result depends on the step count (no ODE
-//! limit; CFG++ is used with small guidance scales, about 0.5-1.5 in ComfyUI). 1 NFE per step, one noise draw
+//! limit; CFG++ is used with small guidance scales, about 0.5-1.5 in ComfyUI).
+//! Every weight is finite from `alpha = 0` (`s = inf`) and into `sigma = 0`. 1 NFE per step, one noise draw
 //! per step before `sigma = 0` when `eta > 0`.
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
 use crate::grid::Step;
 use crate::math::ancestral::ancestral_euler_weights;
@@ -92,14 +93,14 @@ impl Solver for EulerCfgPp {
         true
     }
 
-    fn validate(&self, steps: &[Step]) -> Result<()> {
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if !(self.eta >= 0.0 && self.eta.is_finite() && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
             return config_err(format!(
                 "Euler CFG++ needs finite eta >= 0 and s_noise >= 0, got eta = {}, s_noise = {}",
                 self.eta, self.s_noise
             ));
         }
-        refuse_zero_alpha_start(steps, "Euler CFG++ cannot start at alpha = 0: start the grid below t_max")
+        Ok(())
     }
 
     fn init_state(&self) {}
