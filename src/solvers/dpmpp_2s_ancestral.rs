@@ -65,7 +65,16 @@ impl Default for DpmPp2sAncestral {
 }
 
 impl DpmPp2sAncestral {
-    /// ComfyUI's `dpmpp_2s_ancestral_cfg_pp`: `eta = 1`, `s_noise = 1`, [`Guidance::CfgPp`].
+    /// ComfyUI's `dpmpp_2s_ancestral_cfg_pp`: `eta = 1`, `s_noise = 1`, [`Guidance::CfgPp`]
+    /// (needs a guided network, [`crate::ClassifierFreeGuidance`]).
+    ///
+    /// ```
+    /// use diffusion_samplers::{AnySolver, DpmPp2sAncestral, Guidance, Solver};
+    /// let solver = DpmPp2sAncestral::cfg_pp();
+    /// assert!(solver.needs_unconditional() && !DpmPp2sAncestral::default().needs_unconditional());
+    /// assert_eq!(AnySolver::new(solver).to_string(), "dpmpp_2s_ancestral_cfg_pp");
+    /// assert_eq!(solver.guidance, Guidance::CfgPp);
+    /// ```
     pub fn cfg_pp() -> DpmPp2sAncestral {
         DpmPp2sAncestral { guidance: Guidance::CfgPp, ..DpmPp2sAncestral::default() }
     }

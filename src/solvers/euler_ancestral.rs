@@ -88,7 +88,29 @@ impl EulerAncestral {
         EulerAncestral::default()
     }
 
-    /// ComfyUI's `euler_ancestral_cfg_pp`: `eta = 1`, `s_noise = 1`, [`Guidance::CfgPp`].
+    /// ComfyUI's `euler_ancestral_cfg_pp`: `eta = 1`, `s_noise = 1`, [`Guidance::CfgPp`]. It
+    /// needs a guided network ([`crate::ClassifierFreeGuidance`]); the loop refuses other models.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use diffusion_samplers::{sample, ClassifierFreeGuidance, DiscreteVp, End, EulerAncestral, Grid, Model, Prediction, Spacing};
+    /// let s = DiscreteVp::scaled_linear(0.00085, 0.012, 1000)?;
+    /// let grid = Grid::new(&s, &Spacing::Karras { rho: 7.0 }, 10, End::Clean)?;
+    /// // unconditional half predicts x0 = 0, conditional half x0 = 0.5
+    /// let net = |x: &Tensor, _t: f64| {
+    ///     let b = x.dim(0)? / 2;
+    ///     Tensor::cat(&[x.narrow(0, 0, b)?.zeros_like()?, x.narrow(0, b, b)?.ones_like()?.affine(0.5, 0.0)?], 0)
+    /// };
+    /// let mut model = Model::new(ClassifierFreeGuidance { denoiser: net, scale: 1.0, rescale: 0.0 }, &s, Prediction::Sample);
+    /// let x = Tensor::ones((1, 3), candle_core::DType::F64, &Device::Cpu)?;
+    /// // euler_cfg_pp (eta = 0): every step lands on the guided x0
+    /// let out = sample(&EulerAncestral { eta: 0.0, ..EulerAncestral::cfg_pp() }, &mut model, &grid, &x)?;
+    /// for v in out.to_vec2::<f64>()?[0].iter() { assert!((v - 0.5).abs() < 1e-12) }
+    /// // an unguided model is refused
+    /// let mut plain = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &s, Prediction::Sample);
+    /// assert!(sample(&EulerAncestral::cfg_pp(), &mut plain, &grid, &x).is_err());
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
     pub fn cfg_pp() -> EulerAncestral {
         EulerAncestral { guidance: Guidance::CfgPp, ..EulerAncestral::default() }
     }

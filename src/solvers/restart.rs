@@ -27,7 +27,7 @@ use super::{Heun, Solver, StepContext};
 use crate::error::{config_err, Error, Result};
 use crate::grid::{Grid, Step};
 use crate::math::ancestral::ksigma_point;
-use crate::ops::lincomb;
+use crate::math::ksigma::renoise;
 use crate::schedule::{Point, Scheduler};
 use crate::sigmas::karras_levels;
 
@@ -196,11 +196,9 @@ impl Solver for Restart {
         let jumped;
         let x = match *last {
             Some(end) if from.lambda < end.lambda => {
-                // forward noise from the level reached up to the step's start, in y = x / alpha
-                let (s, s_end) = (from.ksigma(), end.ksigma());
-                let std = ((s - s_end) * (s + s_end)).max(0.0).sqrt();
+                // forward noise from the level reached up to the step's start
                 let z = ctx.noise.noise_like(x)?;
-                jumped = lincomb(&[(from.alpha / end.alpha, x), (from.alpha * self.s_noise * std, &z)])?;
+                jumped = renoise(x, &end, from, self.s_noise, &z)?;
                 &jumped
             }
             _ => x,
