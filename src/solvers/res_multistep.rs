@@ -6,7 +6,7 @@
 //! The data prediction is interpolated linearly in `lambda` through the current prediction `x0`
 //! and the previous one `x0'` and integrated exactly against the exponential-integrator kernel.
 //! With `h = lambda_down - lambda` (the step to the ancestral noise level `s_down`,
-//! [`crate::math::ancestral::ancestral_split`]; `s_down = s_to` for `eta = 0`) and
+//! [`crate::math::ancestral::ancestral`]; `s_down = s_to` for `eta = 0`) and
 //! `c2 = (lambda' - lambda_down') / h` (the previous prediction's `lambda` relative to the
 //! previous step's end, i.e. `-h_prev / h` for `eta = 0`), in `y = x / alpha`:
 //!
@@ -18,8 +18,8 @@
 //! steps. For `eta = 0` it is DPM-Solver++(2M) with the exact second-order weight (diffusers'
 //! `solver_type = "heun"`), second order. With [`Guidance::CfgPp`] (CFG++, arXiv:2406.08070) the
 //! step interpolates the unconditional predictions, and the guidance `x0 - x0_u` is added to
-//! `y` before the step (Euler steps: after it), as ComfyUI does. 1 NFE per step; one noise draw
-//! per step before `sigma = 0` when `eta > 0`.
+//! `y` before the step (Euler steps: after it), as ComfyUI does ([`crate::GuidedData`]). 1 NFE
+//! per step; one noise draw per step before `sigma = 0` when `eta > 0`.
 
 use candle_core::Tensor;
 
