@@ -265,13 +265,9 @@ impl Grid {
                     return config_err(format!("Karras rho must be positive and finite, got {rho}"));
                 }
                 let (l0, l1) = finite_lambda_range(schedule, t_max, t_end, spacing)?;
-                let (max_inv, min_inv) = ((-l0).exp().powf(1.0 / rho), (-l1).exp().powf(1.0 / rho));
-                let points = linspace(0.0, 1.0, count)
+                let points = crate::sigmas::karras_levels((-l0).exp(), (-l1).exp(), count, *rho)
                     .into_iter()
-                    .map(|r| {
-                        let ks = (max_inv + r * (min_inv - max_inv)).powf(*rho);
-                        schedule.point_of_lambda(-ks.ln())
-                    })
+                    .map(|ks| schedule.point_of_lambda(-ks.ln()))
                     .collect();
                 continuous(points)
             }

@@ -119,6 +119,16 @@ where
             0,
         ));
     }
+    if solver.needs_unconditional() && !model.has_unconditional() {
+        return Err(at(
+            Error::Unsupported(format!(
+                "{} is a CFG++ sampler and needs the unconditional prediction of a guided network: wrap the \
+                 network in ClassifierFreeGuidance, or use the sampler without the _cfg_pp suffix",
+                solver.name()
+            )),
+            0,
+        ));
+    }
     solver.validate(&solve).map_err(|e| at(e, 0))?;
     let mut state = solver.init_state();
     let mut ctx = StepContext { model, noise };

@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use candle_core::{DType, Device, Tensor};
 use diffusion_samplers::names::solver_names;
-use diffusion_samplers::{sample, AnySolver, Edm, End, Grid, Model, Prediction, Spacing};
+use diffusion_samplers::{sample, AnySolver, ClassifierFreeGuidance, Edm, End, Grid, Model, Prediction, Spacing};
 
 struct Counting;
 
@@ -32,8 +32,11 @@ static ALLOCATOR: Counting = Counting;
 fn bytes_of_run(solver: &AnySolver, steps: usize) -> usize {
     let s = Edm::default();
     let grid = Grid::new(&s, &Spacing::Karras { rho: 7.0 }, steps, End::Min).unwrap();
-    let x = Tensor::ones(2, DType::F32, &Device::Cpu).unwrap();
-    let mut model = Model::new(|x: &Tensor, _t: f64| x.affine(0.5, 0.0), &s, Prediction::Sample);
+    let x = Tensor::ones((1, 2), DType::F32, &Device::Cpu).unwrap();
+    // guided, so that the CFG++ samplers (which need the unconditional prediction) run too
+    let denoiser = |x: &Tensor, _t: f64| x.affine(0.5, 0.0);
+    let guided = ClassifierFreeGuidance { denoiser, scale: 1.5, rescale: 0.0 };
+    let mut model = Model::new(guided, &s, Prediction::Sample);
     let before = BYTES.with(|b| b.get());
     sample(solver, &mut model, &grid, &x).unwrap();
     BYTES.with(|b| b.get()) - before

@@ -178,7 +178,9 @@ impl SolverSpec {
         match self {
             SolverSpec::Registry(i) => names[i.index(names.len())].parse().unwrap(),
             SolverSpec::Ddim(eta) => AnySolver::new(Ddim { eta: *eta }),
-            SolverSpec::EulerAncestral(eta, s_noise) => AnySolver::new(EulerAncestral { eta: *eta, s_noise: *s_noise }),
+            SolverSpec::EulerAncestral(eta, s_noise) => {
+                AnySolver::new(EulerAncestral { eta: *eta, s_noise: *s_noise, ..EulerAncestral::default() })
+            }
             SolverSpec::Heun(churn) => AnySolver::new(Heun {
                 churn: churn.map(|(s_churn, s_tmin, s_tmax, s_noise)| Churn { s_churn, s_tmin, s_tmax, s_noise }),
             }),
@@ -186,6 +188,7 @@ impl SolverSpec {
             SolverSpec::Ipndm(order, clamp) => AnySolver::new(Ipndm {
                 order: *order,
                 zero_alpha_start: if *clamp { ZeroAlphaStart::DiffusersClamp } else { ZeroAlphaStart::DataPrediction },
+                ..Ipndm::default()
             }),
             SolverSpec::Pndm(warmup, half, lagrange, raw) => AnySolver::new(Pndm {
                 warmup: match warmup % 3 {

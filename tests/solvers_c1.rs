@@ -21,7 +21,7 @@ fn assert_order<S: Solver>(solver: &S, prediction: Prediction, min: f64) {
 }
 
 fn unipc(order: usize, variant: BVariant, form: Form, corrector: Corrector) -> UniPc {
-    UniPc { policy: OrderPolicy::fixed(order), variant, form, corrector }
+    UniPc { policy: OrderPolicy::fixed(order), variant, form, corrector, end: UniPcEnd::Clean }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use crate::model::{DataTransform, DynamicThresholding, Prediction};
 use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, vp_from_log_ksigma, BetaSchedule, Point, Scheduler};
 use crate::solvers::{
     Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, Deis, DpmSolverMultistep, DpmSolverSinglestep, Euler,
-    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
+    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc, UniPcEnd,
 };
 
 /// The time coordinate of the model for flow-sigma grids: `alpha = 1 - t / n`, `sigma = t / n`,
@@ -395,6 +395,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                 variant,
                 form: if get(c.predict_x0, true) { Form::Data } else { Form::Noise },
                 corrector,
+                end: UniPcEnd::Clean,
             }))
         }
         SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => {

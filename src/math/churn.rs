@@ -13,7 +13,7 @@ use candle_core::Tensor;
 
 use crate::error::{config_err, Result};
 use crate::grid::Step;
-use crate::ops::lincomb;
+use crate::math::ksigma::renoise;
 use crate::schedule::Point;
 use crate::solvers::StepContext;
 
@@ -91,8 +91,7 @@ impl Churn {
             return Ok((from, x.clone()));
         }
         let hat = ctx.model.schedule().point_of_lambda(-(s * (1.0 + gamma)).ln());
-        let extra = (hat.ksigma().powi(2) - s * s).max(0.0).sqrt() * self.s_noise;
         let z = ctx.noise.noise_between(x, &from, &hat)?;
-        Ok((hat, lincomb(&[(hat.alpha / from.alpha, x), (hat.alpha * extra, &z)])?))
+        Ok((hat, renoise(x, &from, &hat, self.s_noise, &z)?))
     }
 }
