@@ -51,7 +51,7 @@ fn solver_type(config: &Value) -> SolverType {
 }
 
 /// Runs a solver on the case's grid; returns (final sample, model times called).
-fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, state: Option<S::State>) -> (Tensor, Vec<f64>) {
+fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, replay: Option<TensorNoise>) -> (Tensor, Vec<f64>) {
     let config = &case["config"];
     let class = case["class"].as_str().unwrap();
     let steps = case["steps"].as_u64().unwrap() as usize;
@@ -75,8 +75,8 @@ fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, state: Option<S::
     };
     let mut model = Model::new(denoiser, &sched, pred);
     let noise = &fx.tensors["noise"];
-    let x = match state {
-        Some(mut st) => sample_with_state(solver, &mut model, &grid, noise, &mut st, |_| {}).unwrap(),
+    let x = match replay {
+        Some(mut replay) => sample_with(solver, &mut model, &grid, noise, &mut replay, |_| {}).unwrap(),
         None => sample(solver, &mut model, &grid, noise).unwrap(),
     };
     assert_eq!(model.nfe(), steps, "{}: NFE", case["name"]);
@@ -105,6 +105,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 variant,
                 form: if flag(config, "predict_x0", true) { Form::Data } else { Form::Noise },
                 corrector: if disabled.is_empty() { Corrector::All } else { Corrector::Except(disabled) },
+                end: UniPcEnd::Clean,
             };
             run_with(fx, case, &solver, None)
         }
@@ -148,18 +149,11 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 },
                 solver_type: solver_type(config),
                 third_order: ThirdOrder::Reference,
-                seed: 0,
+                ..SdeDpmSolverPP::diffusers_default()
             };
             // replay diffusers' variance_noise, one draw per step
-            let table = fx.tensors["sde_noise"].clone();
-            let mut i = 0;
-            let noise = move |like: &Tensor| {
-                let z = table.get(i)?;
-                i += 1;
-                z.to_dtype(like.dtype())
-            };
-            let state = solver.state_with_noise(noise);
-            run_with(fx, case, &solver, Some(state))
+            let replay = TensorNoise::stacked(&fx.tensors["sde_noise"]).unwrap();
+            run_with(fx, case, &solver, Some(replay))
         }
         other => panic!("unexpected class {other}"),
     }
@@ -238,8 +232,8 @@ fn comparison_detects_wrong_variants() {
     let want = &fx.tensors["unipc_bh2_o2_linear_eps_10.sample"];
     let policy = OrderPolicy { order: 2, lower_order_final: LowerOrderFinal::Always, euler_at_final: false };
     let wrong = [
-        UniPc { policy, variant: BVariant::Bh1, form: Form::Data, corrector: Corrector::All },
-        UniPc { policy, variant: BVariant::Bh2, form: Form::Data, corrector: Corrector::None },
+        UniPc { policy, variant: BVariant::Bh1, form: Form::Data, corrector: Corrector::All, end: UniPcEnd::Clean },
+        UniPc { policy, variant: BVariant::Bh2, form: Form::Data, corrector: Corrector::None, end: UniPcEnd::Clean },
     ];
     for solver in wrong {
         let (x, _) = run_with(&fx, case, &solver, None);

@@ -9,9 +9,10 @@
 //! monomial `r^k` exactly to `k! c[k]`, so the weight of `m_j` is `w_j = sum_k [r^k]L_j k! c[k]`,
 //! i.e. the solution of the moment system `sum_j r_j^k w_j = k! c[k]` ([`moment_weights`]).
 
+pub use super::expint::taylor_weight;
 use super::expint::{weights, Form};
 use super::linalg::solve;
-use super::phi::{phi, tail};
+use super::phi::factorial;
 use crate::error::{Error, Result};
 use crate::schedule::Point;
 
@@ -48,6 +49,7 @@ pub fn moment_weights(nodes: &[f64], moments: &[f64]) -> Result<Vec<f64>> {
 /// With one node this is the first-order (DDIM) step. With more nodes the step must have a finite
 /// `h`: into `sigma = 0` every higher-order term collapses onto the newest node and the system is
 /// singular, so it is refused with [`Error::Unsupported`] (solvers take a first-order step there).
+/// A step of zero length (`h = 0`) has zero weights.
 ///
 /// ```
 /// use diffusion_samplers::math::{expint::Form, lagrange::lagrange_step};
@@ -66,64 +68,43 @@ pub fn lagrange_step(form: Form, from: &Point, to: &Point, lambdas: &[f64]) -> R
         return Err(Error::InvalidConfig(format!("Lagrange steps use 1 to 3 nodes, got {n}")));
     }
     let w = weights(form, from, to);
+    Ok((w.c_x, kernel_weights(from, to, lambdas, |k| taylor_weight(form, from, to, k))?))
+}
+
+/// The weights on outputs taken at `lambdas` of the step `from -> to` that integrates their
+/// Lagrange polynomial in `lambda` against a kernel whose monomial `r^k` (`r = (lambda -
+/// lambda_from) / h`) integrates to `k! c(k)`: the solution of the moment system (see the
+/// module docs). With one node the weight is `c(0)`; more nodes need a finite `h` (not into
+/// `sigma = 0`, where the system is singular: [`Error::Unsupported`]) and distinct nodes. The
+/// deterministic kernel is [`taylor_weight`] ([`lagrange_step`]); the SDE kernel is
+/// [`crate::math::sde::polynomial_weights`]'.
+pub(crate) fn kernel_weights(from: &Point, to: &Point, lambdas: &[f64], c: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+    let n = lambdas.len();
     if n == 1 {
-        return Ok((w.c_x, vec![w.c[0]]));
+        return Ok(vec![c(0)]);
     }
     let h = to.lambda - from.lambda;
-    if !h.is_finite() {
+    if !h.is_finite() || n == 0 {
         return Err(Error::Unsupported(format!(
-            "an order-{n} Lagrange step into sigma = 0 (h = inf) is undefined: take a first-order step there"
+            "a {n}-point interpolating step from lambda = {} to {} is undefined: take a first-order step into \
+             sigma = 0",
+            from.lambda, to.lambda
         )));
     }
-    let nodes: Vec<f64> = lambdas.iter().map(|l| (l - from.lambda) / h).collect();
-    let moments: Vec<f64> = (0..n).map(|k| factorial(k) * taylor_weight(form, from, to, k)).collect();
-    Ok((w.c_x, moment_weights(&nodes, &moments)?))
-}
-
-/// The exponential-integrator weight `c_k` of the `k`-th Taylor term for the step `from -> to`,
-/// for any `k` (the `c[k]` of [`crate::math::expint::weights`], which stops at `k = 2`): data form
-/// `alpha_to (1/k! - phi_k(-h))`, noise form `-sigma_to h phi_{k+1}(h)`, with their limits into
-/// `sigma = 0` (`h = inf`). The monomial `((lambda - lambda_from)/h)^k` integrates to `k! c_k`.
-///
-/// ```
-/// use diffusion_samplers::math::{expint::{weights, Form}, lagrange::taylor_weight};
-/// use diffusion_samplers::Point;
-/// let (a, b) = (Point::new(0.0, 0.6, 0.8), Point::new(0.0, 0.8, 0.6));
-/// for form in [Form::Data, Form::Noise] {
-///     let w = weights(form, &a, &b);
-///     for k in 0..3 { assert!((taylor_weight(form, &a, &b, k) - w.c[k]).abs() < 1e-15) }
-/// }
-/// ```
-pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
-    let h = to.lambda - from.lambda;
-    match form {
-        Form::Data => to.alpha * tail(k, h),
-        Form::Noise if to.is_clean() => {
-            if k == 0 {
-                -to.alpha * from.sigma / from.alpha
-            } else {
-                0.0
-            }
-        }
-        Form::Noise if k == 0 => -to.sigma * h.exp_m1(),
-        Form::Noise => -to.sigma * h * phi(k + 1, h),
+    if h == 0.0 {
+        // a step of zero length (a repeated point): the integral, and every weight, is 0
+        return Ok(vec![0.0; n]);
     }
-}
-
-pub(crate) fn factorial(k: usize) -> f64 {
-    (1..=k).map(|i| i as f64).product()
+    let nodes: Vec<f64> = lambdas.iter().map(|l| (l - from.lambda) / h).collect();
+    let moments: Vec<f64> = (0..n).map(|k| factorial(k) * c(k)).collect();
+    moment_weights(&nodes, &moments)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vp(lambda: f64) -> Point {
-        // a VP point with the given lambda
-        let ks = (-lambda).exp();
-        let a = 1.0 / (1.0 + ks * ks).sqrt();
-        Point::new(0.0, a, ks * a)
-    }
+    use crate::math::vp_point as vp;
 
     /// diffusers' DEISMultistepScheduler coefficients (`ind_fn`, log-rho), written as there.
     fn deis_reference(l: &[f64], lt: f64) -> Vec<f64> {

@@ -17,15 +17,26 @@
 //!
 //! Starting at `alpha = 0` (diffusers' `IPNDMScheduler` grid starts there) the transfer is
 //! singular; [`ZeroAlphaStart`] says what the first step does.
+//!
+//! ComfyUI's `ipndm` ([`Ipndm::comfy`]) is this method with fixed weights, returning the data
+//! prediction on the step into `sigma = 0` ([`CleanStep::DataPrediction`]). Its `ipndm_v`
+//! ([`Ipndm::comfy_variable`]) replaces the fixed weights by step-size-dependent ones
+//! ([`MultistepWeights::ComfyVariable`], from the `diff-solvers` code ComfyUI cites): exact for the
+//! second order, but its third- and fourth-order weights are not the variable-step
+//! Adams-Bashforth ones (the third-order weights integrate only linear polynomials exactly on
+//! non-uniform steps; the fourth-order ones differ from Adams-Bashforth's even on uniform steps,
+//! and do not sum to one on steps whose ratio varies, e.g. Karras grids). Measured on the
+//! Gaussian mixture (`tests/solvers_cx_orders.rs`): order about 2 on uniform-logSNR grids and
+//! 1.15 on Karras grids, against 3.4-3.8 for [`MultistepWeights::Lagrange`], the exact
+//! variable-step method (which has the larger error below about 40 Karras steps).
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::Step;
 use crate::math::multistep::{ksigma_multistep, MultistepWeights};
 use crate::math::History;
-use crate::model::Model;
 use crate::ops::lincomb;
 use crate::schedule::Point;
 
@@ -42,6 +53,16 @@ pub enum ZeroAlphaStart {
     /// first-order error `alpha_to E[x0]` that makes the whole run first-order accurate when the
     /// data mean is not zero (measured in `tests/solvers_c2.rs`).
     DiffusersClamp,
+}
+
+/// What the step into `sigma = 0` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CleanStep {
+    /// The multistep combination down to `sigma = 0` (diffusers' `IPNDMScheduler`).
+    #[default]
+    Multistep,
+    /// Return the data prediction (ComfyUI's `ipndm` and `ipndm_v`).
+    DataPrediction,
 }
 
 /// The iPNDM solver.
@@ -67,18 +88,41 @@ pub struct Ipndm {
     pub order: usize,
     /// The first step from `alpha = 0`.
     pub zero_alpha_start: ZeroAlphaStart,
+    /// The multistep weights: [`MultistepWeights::Uniform`] (iPNDM as published, diffusers'
+    /// `IPNDMScheduler`, ComfyUI's `ipndm`), [`MultistepWeights::Lagrange`] (variable-step
+    /// Adams-Bashforth in `ksigma`, order `m` on every grid: the method of [`crate::Lms`]) or
+    /// [`MultistepWeights::ComfyVariable`] (ComfyUI's `ipndm_v`).
+    pub weights: MultistepWeights,
+    /// The step into `sigma = 0`.
+    pub clean_step: CleanStep,
 }
 
 impl Default for Ipndm {
     fn default() -> Self {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DataPrediction }
+        Ipndm {
+            order: 4,
+            zero_alpha_start: ZeroAlphaStart::DataPrediction,
+            weights: MultistepWeights::Uniform,
+            clean_step: CleanStep::Multistep,
+        }
     }
 }
 
 impl Ipndm {
     /// diffusers' `IPNDMScheduler`: order 4, its clamped first step from `alpha = 0`.
     pub fn diffusers_default() -> Ipndm {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DiffusersClamp }
+        Ipndm { zero_alpha_start: ZeroAlphaStart::DiffusersClamp, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm`: order 4, fixed weights, the data prediction into `sigma = 0`.
+    pub fn comfy() -> Ipndm {
+        Ipndm { clean_step: CleanStep::DataPrediction, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm_v`: order 4, its variable-step weights, the data prediction into
+    /// `sigma = 0`.
+    pub fn comfy_variable() -> Ipndm {
+        Ipndm { weights: MultistepWeights::ComfyVariable, ..Ipndm::comfy() }
     }
 
     /// The points of diffusers' `IPNDMScheduler` grid for `steps` steps, computed in f64:
@@ -87,11 +131,13 @@ impl Ipndm {
     /// passes to the network. `t` is the time of the v-diffusion cosine schedule
     /// `alpha = cos(pi t / 2)`, `sigma = sin(pi t / 2)`: the model must be bound to a
     /// [`crate::Scheduler`] whose `model_time` is that `t`, such as [`crate::CosineVp`]. The first point has `alpha = 0`, the last
-    /// `sigma = 0`. Build the grid with [`Grid::from_points`].
+    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`]. At most
+    /// [`crate::limits::MAX_STEPS`] steps.
     pub fn diffusers_points(steps: usize) -> Result<Vec<Point>> {
         if steps == 0 {
             return Err(crate::Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
         Ok((0..=steps)
             .map(|i| {
                 if i == steps {
@@ -113,14 +159,23 @@ impl Solver for Ipndm {
         "iPNDM"
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
+    fn order(&self) -> usize {
+        self.order
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if !(1..=4).contains(&self.order) {
             return config_err(format!("iPNDM supports orders 1..=4, got {}", self.order));
         }
-        Ok(History::new(self.order - 1))
+        Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn init_state(&self) -> History {
+        History::new(self.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+        let model = &mut *ctx.model;
         let (from, to) = (&step.from, &step.to);
         if from.alpha == 0.0 {
             // only the grid's first point can have alpha = 0, so no history exists here
@@ -140,7 +195,12 @@ impl Solver for Ipndm {
             return Ok(out);
         }
         let eps = model.noise(x, from)?;
-        let out = ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Uniform)?;
+        let out = match self.clean_step {
+            CleanStep::DataPrediction if to.is_clean() => {
+                lincomb(&[(1.0 / from.alpha, x), (-from.sigma / from.alpha, &eps)])?
+            }
+            _ => ksigma_multistep(from, to, x, &eps, hist, self.order, self.weights)?,
+        };
         hist.push(*from, eps);
         Ok(out)
     }
