@@ -1,5 +1,5 @@
 """Forward time of the bundled MNIST UNet in diffusers/PyTorch on the CPU, and the one-sitting
-comparison with the Rust harness (BENCHMARKS.md section 4, "UNet forward on the CPU").
+comparison with the Rust harness (BENCHMARKS.md section 5, "UNet forward on the CPU: ours vs PyTorch").
 
     python -m venv .venv && .venv/bin/pip install -r tools/requirements.txt
     .venv/bin/python tools/bench_unet_torch.py --threads 2 --batches 1,16,64 --reps 7

@@ -606,13 +606,16 @@ impl UNet2DConfig {
         1usize << self.block_out_channels.len().saturating_sub(1)
     }
 
-    /// The most down (and up) blocks a config may have (`block_out_channels.len()`).
-    pub const MAX_BLOCKS: usize = 16;
-    /// The most ResNet layers per down block (`layers_per_block`).
-    pub const MAX_LAYERS_PER_BLOCK: usize = 64;
+    /// The most down (and up) blocks a config may have (`block_out_channels.len()`):
+    /// [`crate::limits::MAX_UNET_BLOCKS`].
+    pub const MAX_BLOCKS: usize = crate::limits::MAX_UNET_BLOCKS;
+    /// The most ResNet layers per down block (`layers_per_block`):
+    /// [`crate::limits::MAX_UNET_LAYERS_PER_BLOCK`].
+    pub const MAX_LAYERS_PER_BLOCK: usize = crate::limits::MAX_UNET_LAYERS_PER_BLOCK;
     /// The most channels of any layer (`in_channels`, `out_channels`, each
-    /// `block_out_channels` entry, `time_embedding_dim`, `attention_head_dim`).
-    pub const MAX_CHANNELS: usize = 1 << 16;
+    /// `block_out_channels` entry, `time_embedding_dim`, `attention_head_dim`):
+    /// [`crate::limits::MAX_UNET_CHANNELS`].
+    pub const MAX_CHANNELS: usize = crate::limits::MAX_UNET_CHANNELS;
 
     /// Check the fields are consistent (list lengths, channel counts divisible by the group
     /// count, positive sizes, finite scalars) and within the documented limits
