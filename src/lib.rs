@@ -58,9 +58,9 @@ pub mod noise;
 mod ops;
 pub mod sample;
 pub mod schedule;
-pub mod sigmas;
 #[cfg(feature = "stable-diffusion")]
 pub mod sd;
+pub mod sigmas;
 pub mod solvers;
 pub mod testing;
 #[cfg(feature = "unet")]
@@ -88,3 +88,4 @@ pub use solvers::{
 };
 // the k-diffusion / ComfyUI samplers (group KD)
 pub use solvers::{CleanStepDraw, Dpm2, Dpm2Ancestral, DpmPp2sAncestral, DpmPpSde, HeunPp2, LmsFinal};
+pub use solvers::{FlowHeun, Tcd, TcdTime};

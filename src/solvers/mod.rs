@@ -16,11 +16,13 @@ mod dpm_solver;
 mod dpm_solver_singlestep;
 mod euler;
 mod euler_ancestral;
+mod flow_heun;
 mod heun;
 mod ipndm;
 mod lms;
 mod pndm;
 mod sde_dpm_solver;
+mod tcd;
 mod unipc;
 // the k-diffusion / ComfyUI samplers (group KD)
 mod dpm_2;
@@ -37,12 +39,14 @@ pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
+pub use flow_heun::FlowHeun;
 pub use heun::Heun;
 pub use ipndm::{Ipndm, ZeroAlphaStart};
 pub use lms::{Lms, LmsFinal};
 pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
+pub use tcd::{Tcd, TcdTime};
 pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
 // the k-diffusion / ComfyUI samplers (group KD)
 pub use crate::math::Churn;
