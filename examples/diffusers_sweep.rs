@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Device;
 use clap::Parser;
-use diffusion_samplers::diffusers::{DiffusersSampler, SchedulerConfig};
+use diffusion_samplers::diffusers::{DiffusersSampler, SchedulerConfig, SetTimesteps};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -43,8 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let obj = cfg.as_object().ok_or("config")?;
         let conv: Vec<&str> = obj.keys().filter(|k| k.starts_with("use_")).map(|k| k.as_str()).collect();
         let group = format!(
-            "{} {} {} {}",
+            "{}{} {} {} {}",
             cfg["_class_name"].as_str().unwrap_or("?"),
+            if cfg["_sigmas_of"].is_number() { " (own sigmas as custom sigmas)" } else { "" },
             if conv.is_empty() { "interp".to_string() } else { conv.join("+") },
             cfg["beta_schedule"].as_str().unwrap_or("?"),
             cfg["timestep_spacing"].as_str().unwrap_or("?"),
@@ -53,9 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         g[0] += 1;
         let want_t = vec(&format!("{i}.timesteps"))?.ok_or("timesteps")?;
         let want_s = vec(&format!("{i}.sigmas"))?;
+        // `_sigmas_of`: EulerDiscrete run on its own default sigmas as custom `sigmas`
+        let request = match (&cfg["_sigmas_of"], &want_s) {
+            (Value::Number(_), Some(s)) => SetTimesteps::Sigmas(s.clone()),
+            _ => SetTimesteps::Steps(steps),
+        };
         let plan = SchedulerConfig::from_json(&cfg.to_string())
             .and_then(|c| DiffusersSampler::from_config(&c))
-            .and_then(|s| s.plan(steps));
+            .and_then(|s| s.plan(request));
         let plan = match plan {
             Ok(p) => p,
             Err(e) => {

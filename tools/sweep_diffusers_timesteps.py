@@ -66,6 +66,17 @@ CLASSES = {
     "SASolverScheduler": ("interp", "karras", "exponential", "beta"),
 }
 NO_SPACING = {"DPMSolverSinglestepScheduler"}  # spaces linspace whatever the option says
+# classes without a beta-table sigma conversion: (class, option sets); table classes get every table
+OTHERS = {
+    "LCMScheduler": [{}, {"original_inference_steps": 30}],
+    "TCDScheduler": [{}, {"original_inference_steps": 100}],
+    "IPNDMScheduler": [{}],
+    "FlowMatchHeunDiscreteScheduler": [{}, {"shift": 3.0}],
+    "EDMEulerScheduler": [{}, {"sigma_schedule": "exponential"}, {"final_sigmas_type": "sigma_min"}],
+    "EDMDPMSolverMultistepScheduler": [{}, {"sigma_schedule": "exponential"}, {"final_sigmas_type": "sigma_min"}],
+    "CosineDPMSolverMultistepScheduler": [{}, {"sigma_schedule": "karras"}, {"final_sigmas_type": "sigma_min"}],
+}
+TABLE_OTHERS = {"LCMScheduler", "TCDScheduler"}
 
 
 def steps_list(max_steps):
@@ -74,6 +85,20 @@ def steps_list(max_steps):
 
 def cases(max_steps, classes):
     for cls in classes:
+        if cls in OTHERS:
+            tables = TABLES if cls in TABLE_OTHERS else {"none": {}}
+            for opts in OTHERS[cls]:
+                for table in tables:
+                    for n in steps_list(max_steps):
+                        yield {"_class_name": cls, **tables[table], **opts}, n
+            continue
+        if cls == "EulerSigmasOfEuler":
+            # EulerDiscrete with custom sigmas that are its own default sigmas: every one a table value,
+            # where the float32 _sigma_to_t hits the table exactly
+            for table in TABLES:
+                for n in steps_list(max_steps):
+                    yield {"_class_name": "EulerDiscreteScheduler", **TABLES[table], "_sigmas_of": n}, n
+            continue
         convs = CLASSES[cls]
         spacings = ["linspace"] if cls in NO_SPACING else list(SPACINGS)
         for conv in convs:
@@ -89,8 +114,12 @@ def cases(max_steps, classes):
 
 def run_case(cfg, n):
     cls = getattr(diffusers, cfg["_class_name"])
-    sched = cls.from_config({k: v for k, v in cfg.items() if k != "_class_name"})
-    sched.set_timesteps(n)
+    sched = cls.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
+    if "_sigmas_of" in cfg:
+        sched.set_timesteps(cfg["_sigmas_of"])
+        sched.set_timesteps(sigmas=sched.sigmas.numpy().astype(np.float64).tolist())
+    else:
+        sched.set_timesteps(n)
     ts = np.asarray(sched.timesteps.detach().cpu().numpy(), dtype=np.float64)
     sig = getattr(sched, "sigmas", None)
     sig = None if sig is None else np.asarray(sig.detach().cpu().numpy(), dtype=np.float64)
@@ -140,7 +169,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="target/sweep")
     ap.add_argument("--max-steps", type=int, default=60)
-    ap.add_argument("--classes", default=",".join(CLASSES))
+    ap.add_argument("--classes", default=",".join([*CLASSES, *OTHERS, "EulerSigmasOfEuler"]))
     ap.add_argument("--pin")
     ap.add_argument("--fixture")
     args = ap.parse_args(argv)

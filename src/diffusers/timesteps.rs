@@ -815,10 +815,12 @@ impl Resolved {
             .map(|i| match class {
                 C::KDpm2Discrete => t_of(geo(all[i], all[i + 1])),
                 C::KDpm2AncestralDiscrete => {
-                    let (s, next) = (all[i], all[i + 1]);
-                    let up = self.f32((next * next * (s * s - next * next) / (s * s)).sqrt());
-                    let down = self.f32((next * next - up * up).max(0.0).sqrt());
-                    t_of(geo(s, down))
+                    // sigma_up and sigma_down as diffusers computes them, in float32 (the latter
+                    // cancels to a few digits on the last two-stage step)
+                    let (s, next) = (all[i] as f32, all[i + 1] as f32);
+                    let up = (next * next * (s * s - next * next) / (s * s)).sqrt();
+                    let down = (next * next - up * up).max(0.0).sqrt();
+                    t_of(geo(s as f64, down as f64))
                 }
                 _ => self.sigma_to_t((sigmas[i] * sigmas[i + 1]).sqrt(), &log_table),
             })
