@@ -37,9 +37,14 @@
 //! `D(x, sigma)` at the continuous sigma the sampler asks for (no timestep rounding). The noise of
 //! a stochastic sampler is `--step-noise FILE`'s `step_noise [S, N, ...]` (else the problem's
 //! `step_noise`), one slice per call of ComfyUI's noise sampler in its order, so the result
-//! compares elementwise with ComfyUI's; without it a seeded Brownian path (the `*_sde` samplers,
-//! ComfyUI's Brownian-tree noise) or seeded normal noise (`--seed`, default 0). `out.safetensors`
-//! holds `sample` (f64), `sigmas` (the schedule used, f64) and `nfe` (u32, shape [1]).
+//! compares elementwise with ComfyUI's; without it a seeded Brownian path (`dpmpp_sde` and the
+//! `dpmpp_*m_sde*` samplers, ComfyUI's Brownian-tree noise) or seeded normal noise (`--seed`,
+//! default 0). `out.safetensors` holds `sample` (f64), `sigmas` (the schedule used, f64) and
+//! `nfe` (u32, shape [1]). Every name of `diffusion_samplers::names` that ComfyUI has runs here,
+//! ComfyUI's own samplers (`lcm`, `deis`, `res_multistep`, `seeds_2`, `sa_solver`, ...)
+//! included, except the `_cfg_pp` samplers: CFG++ needs a guided network's conditional and
+//! unconditional predictions, and a problem file holds one denoiser, so they are refused with
+//! an error naming the sampler to use instead.
 //!
 //! A bad flag or file prints an error and exits with status 2.
 
@@ -52,7 +57,7 @@ use diffusion_samplers::diffusers::{solve_problem, DiffusersSampler, Problem, So
 use diffusion_samplers::sigmas::SigmaSchedule;
 use diffusion_samplers::{
     sample_with, AnySolver, BetaSchedule, DiscreteVp, Edm, EdmModelTime, End, Error, Grid, Model, NoiseSource,
-    Prediction, Scheduler, SeededNoise, TensorNoise,
+    Prediction, Scheduler, SeededNoise, Solver, TensorNoise,
 };
 
 /// Run a diffusers scheduler_config.json, or a ComfyUI sampler and scheduler, on a problem and
@@ -149,6 +154,14 @@ fn run_comfyui(args: &Args, sampler: &str, scheduler: &str) -> diffusion_sampler
     // ComfyUI's `_gpu` samplers differ only in where torch keeps the Brownian tree
     let name = sampler.strip_suffix("_gpu").unwrap_or(sampler);
     let solver: AnySolver = name.parse()?;
+    if solver.needs_unconditional() {
+        return Err(Error::Unsupported(format!(
+            "{name} is a CFG++ sampler: it needs the conditional and unconditional predictions of a guided network, \
+             and a problem file holds one denoiser (the Gaussian mixture); run `{}` for the same sampler without \
+             CFG++",
+            name.replace("_cfg_pp", "")
+        )));
+    }
     let schedule: SigmaSchedule = scheduler.parse()?;
     let betas = match args.betas {
         Betas::Linear => BetaSchedule::Linear { beta_start: args.beta_start, beta_end: args.beta_end },

@@ -35,6 +35,18 @@ pub enum Error {
         max: usize,
     },
 
+    /// A size (steps, training timesteps, ...) over one of the crate's documented limits
+    /// ([`crate::limits`]), refused before anything is allocated.
+    #[error("{what} = {requested} is over the limit of {limit} (diffusion_samplers::limits): ask for at most {limit}")]
+    TooLarge {
+        /// The quantity (an argument or field name, e.g. `steps`).
+        what: &'static str,
+        /// The value asked for.
+        requested: usize,
+        /// The largest accepted value.
+        limit: usize,
+    },
+
     /// The denoiser returned a tensor whose shape differs from its input.
     #[error(
         "denoiser output at model time {model_time} has shape {got:?} but its input had shape \
@@ -88,6 +100,18 @@ pub enum Error {
         what: &'static str,
         /// Model time of the call.
         model_time: f64,
+    },
+
+    /// The sample itself holds NaN or infinity (not the network's output): the caller's starting
+    /// sample was not finite, or the sampler's arithmetic overflowed the state's dtype.
+    #[error(
+        "the sample {when} contains NaN or infinity and the network is not at fault: start from a finite \
+         sample; if it was finite, the grid, the solver settings or the state's dtype (F16 overflows easily) \
+         made it overflow: sample in F32 or F64, or check those settings"
+    )]
+    NonFiniteSample {
+        /// Where it was found ("before the network call at model time 999", "at the end of the run").
+        when: String,
     },
 
     /// Tensors combined by [`crate::lincomb`] differ in shape, dtype or device.

@@ -17,7 +17,12 @@
 //! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
 //! and [`Ipndm`]; k-diffusion's and ComfyUI's [`Dpm2`], [`Dpm2Ancestral`], [`HeunPp2`],
 //! [`DpmPp2sAncestral`] and [`DpmPpSde`] (with `euler`, `heun`, `lms`, `dpmpp_2m` and the
-//! `dpmpp_*m_sde` family on the solvers above, each under its ComfyUI name). Each reports its order, its network evaluations per step and whether it is
+//! `dpmpp_*m_sde` family on the solvers above, each under its ComfyUI name); ComfyUI's own
+//! samplers: [`Lcm`], [`DeisTab`] (`deis`), [`ResMultistep`], [`GradientEstimation`], [`ErSde`],
+//! [`Seeds`], [`SaSolver`], the CFG++ samplers ([`Guidance::CfgPp`] on [`EulerAncestral`],
+//! [`DpmPp2sAncestral`], [`ResMultistep`], [`GradientEstimation`], and [`DpmPP2mCfgPp`]) and
+//! [`Restart`] sampling. Each reports its
+//! order, its network evaluations per step and whether it is
 //! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
 //! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
 //! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
@@ -51,6 +56,7 @@ pub mod brownian;
 pub mod diffusers;
 mod error;
 pub mod grid;
+pub mod limits;
 pub mod math;
 pub mod model;
 pub mod names;
@@ -71,7 +77,10 @@ pub use error::{Error, Result};
 pub use grid::{is_denoising, End, Grid, Spacing, Step, StepKind};
 pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
-pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Linear, Model, Prediction};
+pub use model::{
+    ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Guidance, GuidedData, Linear, Model,
+    Prediction,
+};
 pub use noise::{NoiseSource, SeededNoise, TensorNoise};
 pub use ops::{lincomb, lincomb_reference};
 pub use sample::{add_noise, invert, sample, sample_with, Progress};
@@ -88,4 +97,9 @@ pub use solvers::{
 };
 // the k-diffusion / ComfyUI samplers (group KD)
 pub use solvers::{CleanStepDraw, Dpm2, Dpm2Ancestral, DpmPp2sAncestral, DpmPpSde, HeunPp2, LmsFinal};
-pub use solvers::{FlowHeun, Tcd, TcdTime};
+pub use solvers::{ConsistencyBoundary, FlowHeun, SaFlavor, Tcd, TcdTime};
+// ComfyUI-only samplers (group CX)
+pub use solvers::{
+    CleanStep, DeisQuadrature, DeisTab, DpmPP2mCfgPp, ErSde, GradientEstimation, Lcm, NoiseScaler, ResMultistep,
+    Restart, RestartSegment, SaMode, SaNoise, SaSolver, Seeds, SeedsStages, SeedsUpdate, UniPcEnd,
+};

@@ -13,6 +13,17 @@
 //! the end (first order only into `sigma = 0`). `dpmpp_2s` and `dpmpp_3s` are diffusers'
 //! singlestep solvers, not ComfyUI's `dpmpp_2s_ancestral`.
 //!
+//! ComfyUI's own samplers are registered by their ComfyUI names and run what ComfyUI runs:
+//! `lcm`, `ipndm`, `ipndm_v`, `deis`, `res_multistep` (and `_cfg_pp`, `_ancestral`,
+//! `_ancestral_cfg_pp`), `gradient_estimation` (and `_cfg_pp`), `er_sde`, `seeds_2`, `seeds_3`,
+//! `exp_heun_2_x0` (and `_sde`), `sa_solver`, `sa_solver_pece`, `euler_cfg_pp`,
+//! `euler_ancestral_cfg_pp`, `dpmpp_2m_cfg_pp`, `dpmpp_2s_ancestral_cfg_pp`, `uni_pc`,
+//! `uni_pc_bh2`; `ddim` is ComfyUI's too (it runs Euler, which is deterministic DDIM on the same
+//! grid) and so is `ddpm`. The `_cfg_pp` samplers need a guided network
+//! ([`crate::ClassifierFreeGuidance`]). For `uni_pc*` ComfyUI's KSampler also drops the
+//! penultimate noise level of its schedule, a grid rule. [`crate::Restart`] is not a name: it
+//! runs on the step list [`crate::Restart::steps`] builds.
+//!
 //! ```
 //! use diffusion_samplers::{names::solver_names, AnySolver};
 //! for name in solver_names() {
@@ -23,6 +34,7 @@
 //! ```
 
 use crate::math::OrderPolicy;
+use crate::model::Guidance;
 use crate::solvers::*;
 
 /// A registered name and how to make its solver.
@@ -37,6 +49,7 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("euler_ancestral", || AnySolver::unnamed(EulerAncestral::default())),
     ("heun", || AnySolver::unnamed(Heun::default())),
     ("lms", || AnySolver::unnamed(Lms::comfyui())),
+    ("ipndm", || AnySolver::unnamed(Ipndm::comfy())),
     // the k-diffusion / ComfyUI samplers (group KD)
     ("heunpp2", || AnySolver::unnamed(HeunPp2::default())),
     ("dpm_2", || AnySolver::unnamed(Dpm2::default())),
@@ -45,7 +58,6 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("dpmpp_sde", || AnySolver::unnamed(DpmPpSde::default())),
     ("dpmpp_2m_sde_heun", || AnySolver::unnamed(SdeDpmSolverPP { solver_type: SolverType::Heun, ..SdeDpmSolverPP::k_diffusion(2) })),
     ("dpmpp_3m_sde", || AnySolver::unnamed(SdeDpmSolverPP::k_diffusion(3))),
-    ("ipndm", || AnySolver::unnamed(Ipndm::default())),
     ("pndm", || AnySolver::unnamed(Pndm::default())),
     ("plms", || AnySolver::unnamed(Pndm { warmup: Warmup::ImprovedEuler, ..Pndm::default() })),
     ("dpmpp_2m", || AnySolver::unnamed(DpmSolverMultistep::pp(2))),
@@ -68,6 +80,29 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("unipc_bh2_3", || AnySolver::unnamed(UniPc::order(3))),
     ("unipc_bh2_2_lof", || AnySolver::unnamed(UniPc { policy: OrderPolicy::diffusers(2), ..UniPc::order(2) })),
     ("unipc_bh2_3_lof", || AnySolver::unnamed(UniPc { policy: OrderPolicy::diffusers(3), ..UniPc::order(3) })),
+    // ComfyUI-only samplers (group CX), by their ComfyUI names
+    ("lcm", || AnySolver::unnamed(Lcm::default())),
+    ("ipndm_v", || AnySolver::unnamed(Ipndm::comfy_variable())),
+    ("deis", || AnySolver::unnamed(DeisTab::default())),
+    ("res_multistep", || AnySolver::unnamed(ResMultistep::default())),
+    ("res_multistep_cfg_pp", || AnySolver::unnamed(ResMultistep { guidance: Guidance::CfgPp, ..ResMultistep::default() })),
+    ("res_multistep_ancestral", || AnySolver::unnamed(ResMultistep::ancestral())),
+    ("res_multistep_ancestral_cfg_pp", || AnySolver::unnamed(ResMultistep { guidance: Guidance::CfgPp, ..ResMultistep::ancestral() })),
+    ("gradient_estimation", || AnySolver::unnamed(GradientEstimation::default())),
+    ("gradient_estimation_cfg_pp", || AnySolver::unnamed(GradientEstimation { guidance: Guidance::CfgPp, ..GradientEstimation::default() })),
+    ("er_sde", || AnySolver::unnamed(ErSde::default())),
+    ("seeds_2", || AnySolver::unnamed(Seeds::two())),
+    ("seeds_3", || AnySolver::unnamed(Seeds::three())),
+    ("exp_heun_2_x0", || AnySolver::unnamed(Seeds { eta: 0.0, ..Seeds::exp_heun() })),
+    ("exp_heun_2_x0_sde", || AnySolver::unnamed(Seeds::exp_heun())),
+    ("sa_solver", || AnySolver::unnamed(SaSolver::default())),
+    ("sa_solver_pece", || AnySolver::unnamed(SaSolver { mode: SaMode::Pece, ..SaSolver::default() })),
+    ("euler_cfg_pp", || AnySolver::unnamed(EulerAncestral { eta: 0.0, ..EulerAncestral::cfg_pp() })),
+    ("euler_ancestral_cfg_pp", || AnySolver::unnamed(EulerAncestral::cfg_pp())),
+    ("dpmpp_2m_cfg_pp", || AnySolver::unnamed(DpmPP2mCfgPp)),
+    ("dpmpp_2s_ancestral_cfg_pp", || AnySolver::unnamed(DpmPp2sAncestral::cfg_pp())),
+    ("uni_pc", || AnySolver::unnamed(UniPc::comfy(BVariant::Bh1))),
+    ("uni_pc_bh2", || AnySolver::unnamed(UniPc::comfy(BVariant::Bh2))),
 ];
 
 /// The registered solver names, in registry order.

@@ -59,9 +59,11 @@ fn kd_solver(label: &str) -> AnySolver {
         "euler_churn" => AnySolver::new(Euler { churn: Some(Churn::k_diffusion(1.0)) }),
         "heun_churn" => AnySolver::new(Heun { churn: Some(Churn { s_noise: 1.003, ..Churn::k_diffusion(1.0) }) }),
         "dpm_2_churn" => AnySolver::new(Dpm2 { churn: Some(Churn::k_diffusion(0.5)) }),
-        "euler_ancestral_eta" => AnySolver::new(EulerAncestral { eta: 0.5, s_noise: 0.9 }),
+        "euler_ancestral_eta" => AnySolver::new(EulerAncestral { eta: 0.5, s_noise: 0.9, ..EulerAncestral::default() }),
         "dpm_2_ancestral_eta" => AnySolver::new(Dpm2Ancestral { eta: 0.6, s_noise: 1.1 }),
-        "dpmpp_2s_ancestral_eta" => AnySolver::new(DpmPp2sAncestral { eta: 0.7, s_noise: 0.8 }),
+        "dpmpp_2s_ancestral_eta" => {
+            AnySolver::new(DpmPp2sAncestral { eta: 0.7, s_noise: 0.8, ..DpmPp2sAncestral::default() })
+        }
         "dpmpp_sde_eta" => AnySolver::new(DpmPpSde { eta: 0.5, s_noise: 0.9, r: 1.0 / 3.0 }),
         "dpmpp_2m_sde_eta" => {
             AnySolver::new(SdeDpmSolverPP { eta: 0.5, s_noise: 0.9, ..SdeDpmSolverPP::k_diffusion(2) })
@@ -281,13 +283,19 @@ fn heunpp2_refuses_steps_that_do_not_look_ahead() {
 fn registered_names_are_the_k_diffusion_samplers() {
     let name = |n: &str| n.parse::<AnySolver>().unwrap();
     assert_eq!(name("euler"), AnySolver::new(Euler));
-    assert_eq!(name("euler_ancestral"), AnySolver::new(EulerAncestral { eta: 1.0, s_noise: 1.0 }));
+    assert_eq!(
+        name("euler_ancestral"),
+        AnySolver::new(EulerAncestral { eta: 1.0, s_noise: 1.0, ..EulerAncestral::default() })
+    );
     assert_eq!(name("heun"), AnySolver::new(Heun { churn: None }));
     assert_eq!(name("heunpp2"), AnySolver::new(HeunPp2 { churn: None }));
     assert_eq!(name("dpm_2"), AnySolver::new(Dpm2 { churn: None }));
     assert_eq!(name("dpm_2_ancestral"), AnySolver::new(Dpm2Ancestral { eta: 1.0, s_noise: 1.0 }));
     assert_eq!(name("lms"), AnySolver::new(Lms { order: 4, final_step: LmsFinal::Denoise }));
-    assert_eq!(name("dpmpp_2s_ancestral"), AnySolver::new(DpmPp2sAncestral { eta: 1.0, s_noise: 1.0 }));
+    assert_eq!(
+        name("dpmpp_2s_ancestral"),
+        AnySolver::new(DpmPp2sAncestral { eta: 1.0, s_noise: 1.0, ..DpmPp2sAncestral::default() })
+    );
     assert_eq!(name("dpmpp_sde"), AnySolver::new(DpmPpSde { eta: 1.0, s_noise: 1.0, r: 0.5 }));
     assert_eq!(name("dpmpp_2m"), AnySolver::new(DpmSolverMultistep::pp(2)));
     let kd2 = SdeDpmSolverPP {
@@ -376,7 +384,11 @@ fn eta_zero_is_the_ode_sampler() {
             let none = || TensorNoise::new([]);
             let go = |solver: &AnySolver| run(&|m, g| sample_with(solver, m, g, &x, &mut none(), |_| {}), &grid);
             let pairs: Vec<(&str, AnySolver, AnySolver)> = vec![
-                ("euler_ancestral", AnySolver::new(EulerAncestral { eta: 0.0, s_noise: 1.0 }), AnySolver::new(Euler)),
+                (
+                    "euler_ancestral",
+                    AnySolver::new(EulerAncestral { eta: 0.0, s_noise: 1.0, ..EulerAncestral::default() }),
+                    AnySolver::new(Euler),
+                ),
                 (
                     "dpm_2_ancestral",
                     AnySolver::new(Dpm2Ancestral { eta: 0.0, s_noise: 1.0 }),
@@ -385,7 +397,7 @@ fn eta_zero_is_the_ode_sampler() {
                 (
                     "dpmpp_sde (r = 1/2) vs dpmpp_2s_ancestral",
                     AnySolver::new(DpmPpSde { eta: 0.0, ..Default::default() }),
-                    AnySolver::new(DpmPp2sAncestral { eta: 0.0, s_noise: 1.0 }),
+                    AnySolver::new(DpmPp2sAncestral { eta: 0.0, s_noise: 1.0, ..DpmPp2sAncestral::default() }),
                 ),
                 (
                     "dpmpp_2m_sde",
@@ -511,7 +523,7 @@ fn variants() -> Vec<AnySolver> {
     }
     v.push(AnySolver::new(HeunPp2 { churn: Some(Churn::k_diffusion(2.0)) }));
     v.push(AnySolver::new(Dpm2Ancestral { eta: 3.0, s_noise: 1.0 })); // the whole step is noise
-    v.push(AnySolver::new(DpmPp2sAncestral { eta: 3.0, s_noise: 1.0 }));
+    v.push(AnySolver::new(DpmPp2sAncestral { eta: 3.0, s_noise: 1.0, ..DpmPp2sAncestral::default() }));
     v
 }
 
@@ -570,7 +582,7 @@ fn invalid_settings_are_typed_errors() {
     let mut model = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &s, Prediction::Epsilon);
     let bad: Vec<AnySolver> = vec![
         AnySolver::new(Dpm2Ancestral { eta: -1.0, s_noise: 1.0 }),
-        AnySolver::new(DpmPp2sAncestral { eta: 1.0, s_noise: f64::NAN }),
+        AnySolver::new(DpmPp2sAncestral { eta: 1.0, s_noise: f64::NAN, ..DpmPp2sAncestral::default() }),
         AnySolver::new(DpmPpSde { r: 0.0, ..Default::default() }),
         AnySolver::new(DpmPpSde { eta: f64::INFINITY, ..Default::default() }),
         AnySolver::new(SdeDpmSolverPP { eta: -0.5, ..SdeDpmSolverPP::k_diffusion(2) }),

@@ -281,7 +281,8 @@ fn ipndm_start_from_pure_noise() {
             assert_eq!((pts[0].alpha, pts[0].sigma, pts[0].t), (0.0, 1.0, 1.0));
             let exact = gm.exact_endpoint(&x, &pts[0], &pts[n]).unwrap();
             let mut model = Model::new(gm.denoiser(&s, Prediction::VPrediction), &s, Prediction::VPrediction);
-            let out = sample(&Ipndm { order: 4, zero_alpha_start: start }, &mut model, &grid, &x).unwrap();
+            let out = sample(&Ipndm { order: 4, zero_alpha_start: start, ..Ipndm::default() }, &mut model, &grid, &x)
+                .unwrap();
             errs.push(rms(&out, &exact));
         }
         let slope = order_slope(&NS, &errs);
@@ -395,7 +396,7 @@ fn euler_ancestral_without_noise_is_euler_and_matches_the_ksigma_formula() {
     let z = noise(8, 4, 8);
     let e = eps_hat.clone();
     let mut model = Model::new(move |_x: &Tensor, _t: f64| Ok(e.clone()), &s, Prediction::Epsilon);
-    let solver = EulerAncestral { eta, s_noise };
+    let solver = EulerAncestral { eta, s_noise, ..EulerAncestral::default() };
     let (mut src, _) = replay(vec![z.clone()]);
     let one = Grid::from_points(vec![from, to]).unwrap();
     let out = sample_with(&solver, &mut model, &one, &x, &mut src, |_| {}).unwrap();

@@ -105,6 +105,18 @@ variant("tcd", "TCDScheduler", {"preds": ("epsilon", "v_prediction", "sample"), 
 variant("tcd_eta0", "TCDScheduler", {"eta": 0.0})
 variant("tcd_eta07", "TCDScheduler", {"stochastic": True, "eta": 0.7})
 variant("tcd_eta1", "TCDScheduler", {"stochastic": True, "eta": 1.0}, original_inference_steps=100)
+# SASolver (data prediction; noise drawn every step, tau = 1 on timesteps 200..800)
+variant("sasolver", "SASolverScheduler", {"stochastic": True})
+variant("sasolver_p3c4", "SASolverScheduler", {"stochastic": True}, predictor_order=3, corrector_order=4)
+variant("sasolver_p1c1", "SASolverScheduler", {"stochastic": True}, predictor_order=1, corrector_order=1)
+variant("sasolver_karras", "SASolverScheduler", {"stochastic": True}, use_karras_sigmas=True)
+variant("sasolver_exponential", "SASolverScheduler", {"stochastic": True}, use_exponential_sigmas=True,
+        predictor_order=3, corrector_order=3)
+variant("sasolver_beta", "SASolverScheduler", {"stochastic": True}, use_beta_sigmas=True)
+variant("sasolver_trailing", "SASolverScheduler", {"stochastic": True}, timestep_spacing="trailing",
+        lower_order_final=False)
+variant("sasolver_leading", "SASolverScheduler", {"stochastic": True, "preds": ("epsilon", "v_prediction", "sample")},
+        timestep_spacing="leading", steps_offset=1)
 # IPNDM (its own grid, v-prediction) and FlowMatchHeun
 variant("ipndm", "IPNDMScheduler", {"scheds": ("none",), "preds": ("ipndm",)})
 FLOW = {"preds": ("flow",), "scheds": ("none",)}

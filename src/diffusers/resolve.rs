@@ -11,11 +11,11 @@ use crate::error::Result;
 use crate::math::expint::Form;
 use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::model::{DataTransform, DynamicThresholding, Prediction};
-use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, BetaSchedule, Point, Scheduler};
+use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, vp_from_log_ksigma, BetaSchedule, Point, Scheduler};
 use crate::solvers::{
     Algorithm, AnySolver, BVariant, CleanStepDraw, Corrector, Ddim, Ddpm, Deis, Dpm2, Dpm2Ancestral, DpmPpSde,
-    DpmSolverMultistep, DpmSolverSinglestep, Euler, EulerAncestral, FinalNoise, FlowHeun, Heun, Ipndm, Lms, Pndm,
-    SdeDpmSolverPP, SolverType, Tcd, TcdTime, ThirdOrder, UniPc,
+    DpmSolverMultistep, DpmSolverSinglestep, Euler, EulerAncestral, FinalNoise, FlowHeun, Heun, Ipndm, Lcm, Lms, Pndm,
+    SaSolver, SdeDpmSolverPP, SolverType, Tcd, TcdTime, ThirdOrder, UniPc, UniPcEnd,
 };
 
 /// The time coordinate of the model for flow-sigma grids: `alpha = 1 - t / n`, `sigma = t / n`,
@@ -112,6 +112,36 @@ impl Scheduler for EdmClock {
     }
 }
 
+/// The time coordinate of EulerDiscrete's continuous timesteps for v-prediction
+/// (`timestep_type = "continuous"`): the model time is `t = ln(ksigma) / 4` of the VP point with
+/// `ksigma = sigma / alpha`, over the table's k-sigma range `[ks_min, ks_max]`.
+#[derive(Clone, Debug)]
+pub(crate) struct QuarterLogKsigma {
+    pub(crate) ks_min: f64,
+    pub(crate) ks_max: f64,
+}
+
+impl Scheduler for QuarterLogKsigma {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        vp_from_log_ksigma(4.0 * t)
+    }
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        -0.25 * lambda
+    }
+    fn t_range(&self) -> (f64, f64) {
+        (0.25 * self.ks_min.ln(), 0.25 * self.ks_max.ln())
+    }
+    fn model_time(&self, t: f64) -> f64 {
+        t
+    }
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        model_time
+    }
+    fn clean_point(&self) -> Point {
+        Point::clean(-1.0)
+    }
+}
+
 /// The solver a class runs: one configuration, or (PNDM) one that depends on the step count.
 #[derive(Clone, Debug)]
 pub(crate) enum SolverChoice {
@@ -203,8 +233,6 @@ pub(crate) struct Resolved {
     pub edm: Option<EdmOptions>,
     /// LCM / TCD: `original_inference_steps`.
     pub original_steps: usize,
-    /// LCM: `timestep_scaling` of the consistency boundary condition.
-    pub timestep_scaling: f64,
     /// DPMSolverSDE: `noise_sampler_seed` (seeds the default noise instead of torchsde's tree).
     pub noise_seed: Option<u64>,
     /// IPNDMScheduler's `trained_betas`: the noise levels of its steps.
@@ -482,6 +510,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                 variant,
                 form: if get(c.predict_x0, true) { Form::Data } else { Form::Noise },
                 corrector,
+                end: UniPcEnd::Clean,
             }))
         }
         SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => {
@@ -567,8 +596,26 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
         SchedulerClass::Tcd => SolverChoice::Fixed(AnySolver::new(Tcd { gamma: 0.3, time: TcdTime::FloorIndex })),
         SchedulerClass::Ipndm => SolverChoice::Fixed(AnySolver::new(Ipndm::diffusers_default())),
         SchedulerClass::FlowMatchHeunDiscrete => SolverChoice::Fixed(AnySolver::new(FlowHeun)),
-        SchedulerClass::Lcm | SchedulerClass::SaSolver => {
-            return cfg_err("_class_name", format!("{} is not implemented yet", class.name()))
+        SchedulerClass::Lcm => SolverChoice::Fixed(AnySolver::new(Lcm::diffusers(get(c.timestep_scaling, 10.0)))),
+        SchedulerClass::SaSolver => {
+            if variance_learned {
+                return cfg_err(
+                    "variance_type",
+                    "learned variance channels are not implemented: return only the prediction channels and \
+                     set variance_type to null",
+                );
+            }
+            if !data_prediction {
+                return cfg_err(
+                    "algorithm_type",
+                    "\"noise_prediction\" SA-Solver is not implemented: use \"data_prediction\" (diffusers' default)",
+                );
+            }
+            SolverChoice::Fixed(AnySolver::new(SaSolver::diffusers(
+                get(c.predictor_order, 2),
+                get(c.corrector_order, 2),
+                lower_order_final,
+            )))
         }
     };
 
@@ -647,7 +694,6 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             || get(c.beta_schedule, BetaScheduleName::Linear) != BetaScheduleName::SquaredCosCapV2,
         edm,
         original_steps: get(c.original_inference_steps, 50),
-        timestep_scaling: get(c.timestep_scaling, 10.0),
         noise_seed: c.noise_sampler_seed.filter(|_| class.accepts("noise_sampler_seed")),
         ipndm_betas: c.trained_betas.clone().filter(|_| class == C::Ipndm),
         flow: FlowOptions {

@@ -4,19 +4,19 @@
 
 use candle_core::Tensor;
 
-use super::config::{SchedulerClass, SchedulerConfig};
-use super::resolve::{resolve, EdmClock, FlowClock, Resolved, SolverChoice};
+use super::config::{cfg_err, SchedulerClass, SchedulerConfig};
+use super::resolve::{resolve, EdmClock, FlowClock, QuarterLogKsigma, Resolved, SolverChoice};
 use super::Quirks;
 use crate::error::{Error, Result};
-use crate::grid::{Step, StepKind};
+use crate::grid::{check_time, Step, StepKind};
 use crate::model::{DataTransform, Denoiser, Model, Prediction};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::sample::{sample_with, Progress};
-use crate::schedule::{BetaSchedule, CosineVp, DiscreteVp, Scheduler};
+use crate::schedule::{CosineVp, DiscreteVp, Scheduler};
 use crate::solvers::{AnySolver, Ddim, Tcd, TcdTime};
 
-/// Largest number of inference steps accepted.
-pub const MAX_STEPS: usize = 100_000;
+/// Largest number of inference steps accepted ([`crate::limits::MAX_STEPS`]).
+pub use crate::limits::MAX_STEPS;
 
 /// What diffusers' `set_timesteps` is called with: a step count (`set_timesteps(n)`; a `usize`
 /// converts into it), or custom lists where the class takes them (diffusers 0.42.1):
@@ -161,10 +161,16 @@ impl DiffusersSampler {
     }
 
     /// [`DiffusersSampler::from_config`] with some of diffusers' numerical quirks turned off.
+    ///
+    /// The config's public fields may have been set after parsing: they are validated again here
+    /// (the checks of [`SchedulerConfig::from_json`], each error naming its key) before anything is
+    /// built, so e.g. `num_train_timesteps = Some(0)` or a value over
+    /// [`crate::limits::MAX_TRAIN_TIMESTEPS`] is an error, not a panic or a huge allocation.
     pub fn with_quirks(config: &SchedulerConfig, quirks: Quirks) -> Result<DiffusersSampler> {
-        let resolved = resolve(config, quirks)?;
+        let config = config.clone().validated()?;
+        let resolved = resolve(&config, quirks)?;
         let noise_seed = resolved.noise_seed.unwrap_or(0);
-        Ok(DiffusersSampler { config: config.clone(), resolved, mu: None, noise_seed })
+        Ok(DiffusersSampler { config, resolved, mu: None, noise_seed })
     }
 
     /// The same config under another class, with this sampler's quirks, `mu` and seed (diffusers'
@@ -294,6 +300,10 @@ impl DiffusersSampler {
     }
 
     /// The noise schedule of the table (the discrete-time schedule a model trained on it sees).
+    ///
+    /// For EulerDiscrete with `timestep_type = "continuous"` and v-prediction the model time is
+    /// `ln(sigma) / 4` (not a training index): the schedule is that time coordinate over the
+    /// table's noise levels.
     pub fn schedule(&self) -> Result<Box<dyn Scheduler>> {
         let r = &self.resolved;
         if let Some(s) = self.own_clock() {
@@ -302,7 +312,10 @@ impl DiffusersSampler {
         if r.alphas_cumprod.is_empty() || r.flow_sigmas {
             return Ok(Box::new(FlowClock { n: r.n_train as f64 }));
         }
-        Ok(Box::new(DiscreteVp::new(BetaSchedule::AlphasCumprod(r.alphas_cumprod.clone()), r.n_train)?))
+        if let Some(clock) = self.quarter_log_clock() {
+            return Ok(Box::new(clock));
+        }
+        Ok(Box::new(DiscreteVp::from_diffusers_table(r.alphas_cumprod.clone())?))
     }
 
     /// The schedule of the class's betas computed in float64 (the continuous-time model a network
@@ -311,6 +324,9 @@ impl DiffusersSampler {
         let r = &self.resolved;
         if let Some(s) = self.own_clock() {
             return Ok(s);
+        }
+        if let Some(clock) = self.quarter_log_clock() {
+            return Ok(Box::new(clock));
         }
         match &r.betas {
             Some((betas, rescale)) if !r.flow_sigmas => {
@@ -330,6 +346,14 @@ impl DiffusersSampler {
             return Some(Box::new(EdmClock { sigma_data: e.sigma_data, noise: e.noise, range: (0.0, f64::MAX) }));
         }
         (self.class() == SchedulerClass::Ipndm).then(|| Box::new(CosineVp { t_eps: f64::MIN_POSITIVE }) as _)
+    }
+
+    /// The continuous-timestep clock (EulerDiscrete, `timestep_type = "continuous"`, v-prediction).
+    fn quarter_log_clock(&self) -> Option<QuarterLogKsigma> {
+        let r = &self.resolved;
+        let (first, last) = (*r.alphas_cumprod.first()?, *r.alphas_cumprod.last()?);
+        let ks = |a: f64| ((1.0 - a) / a).sqrt();
+        r.continuous_v.then(|| QuarterLogKsigma { ks_min: ks(first), ks_max: ks(last) })
     }
 
     /// diffusers' `scheduler.timesteps` after `set_timesteps(steps)` (or a custom list, see
@@ -352,17 +376,37 @@ impl DiffusersSampler {
             return Err(Error::ZeroSteps);
         }
         if size > MAX_STEPS {
-            return Err(Error::TooManySteps { steps: size, max: MAX_STEPS });
+            // a table class names its table (fewer steps than training timesteps), others the limit
+            return Err(match self.resolved.alphas_cumprod.len() {
+                0 => Error::TooLarge { what: "steps", requested: size, limit: MAX_STEPS },
+                n => Error::TooManySteps { steps: size, max: n },
+            });
         }
         let mut table = self.resolved.timetable(&request, self.mu)?;
         let steps = table.inference_steps;
         // a repeated sigma still calls the model in diffusers; most classes' `step` leaves the
-        // sample as it is there, UniPC (its corrector for the previous step runs) and singlestep
-        // DPM-Solver (it recomputes its group from the group's start) move it
-        if !matches!(self.class(), SchedulerClass::UniPcMultistep | SchedulerClass::DpmSolverSinglestep) {
+        // sample as it is there, UniPC and SA-Solver (their corrector for the previous step runs)
+        // and singlestep DPM-Solver (it recomputes its group from the group's start) move it
+        if !matches!(
+            self.class(),
+            SchedulerClass::UniPcMultistep | SchedulerClass::DpmSolverSinglestep | SchedulerClass::SaSolver
+        ) {
             for st in table.steps.iter_mut().filter(|st| st.from.lambda == st.to.lambda) {
                 st.kind = StepKind::EvaluateOnly;
             }
+        } else if let Some(st) = table.steps.iter().rev().skip(1).find(|st| st.from.lambda == st.to.lambda) {
+            // there only a repeated *final* sigma is a step diffusers takes (of length 0, finite); a
+            // repeat before it is a zero-length step whose divided differences divide by 0
+            // (diffusers returns NaN)
+            return Err(Error::InvalidConfig(format!(
+                "{steps} steps of {} repeat timestep {} (more steps than the {} spacing gives distinct timesteps \
+                 of the {}-timestep table; diffusers would divide by the zero step length and return NaN): use \
+                 fewer steps",
+                self.class().name(),
+                st.from.t,
+                format!("{:?}", self.resolved.spacing).to_lowercase(),
+                self.resolved.n_train
+            )));
         }
         Ok(Plan {
             timesteps: table.timesteps,
@@ -448,8 +492,28 @@ impl DiffusersSampler {
         source: &mut dyn NoiseSource,
         on_step: impl FnMut(&Progress),
     ) -> Result<Tensor> {
-        let plan = self.plan(steps)?;
+        let request = steps.into();
+        let steps = request.len();
+        let plan = self.plan(request)?;
         let schedule = self.schedule()?;
+        // the network is called at every step's start: a timestep of the table (diffusers would
+        // clamp the sigma of one outside it and still pass the timestep to the network; the plan
+        // shows diffusers' timesteps, the run refuses them)
+        for st in &plan.steps {
+            if check_time(schedule.as_ref(), st.from.t).is_err() {
+                let (lo, hi) = schedule.t_range();
+                return cfg_err(
+                    "timestep_spacing",
+                    format!(
+                        "{steps} steps give the model time {} outside the table's {}..={} (diffusers would pass it to \
+                         the network): use fewer steps, another timestep_spacing or a smaller steps_offset",
+                        st.from.t,
+                        lo.min(0.0),
+                        hi
+                    ),
+                );
+            }
+        }
         let mut model = self.model(|x: &Tensor, t: f64| denoiser.denoise(x, t), schedule.as_ref())?;
         let x = noise.affine(plan.start_scale(), 0.0)?;
         let out = sample_with(&plan.solver, &mut model, &plan.steps, &x, source, on_step)?;

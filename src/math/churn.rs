@@ -13,7 +13,7 @@ use candle_core::Tensor;
 
 use crate::error::{config_err, Result};
 use crate::grid::Step;
-use crate::ops::lincomb;
+use crate::math::ksigma::renoise;
 use crate::schedule::Point;
 use crate::solvers::StepContext;
 
@@ -67,9 +67,11 @@ impl Churn {
 
     /// The configuration check of the solvers that take churn.
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.s_churn >= 0.0 && self.s_noise >= 0.0 && self.s_noise.is_finite() && self.s_tmin <= self.s_tmax) {
+        let finite = self.s_churn.is_finite() && self.s_noise.is_finite() && self.s_tmin.is_finite();
+        if !(finite && self.s_churn >= 0.0 && self.s_noise >= 0.0 && self.s_tmin >= 0.0 && self.s_tmin <= self.s_tmax) {
             return config_err(format!(
-                "invalid churn settings {self:?}: need s_churn >= 0, finite s_noise >= 0 and s_tmin <= s_tmax"
+                "invalid churn settings {self:?}: need finite s_churn, s_noise >= 0 and 0 <= s_tmin <= s_tmax \
+                 (s_tmax may be infinite)"
             ));
         }
         Ok(())
@@ -89,8 +91,7 @@ impl Churn {
             return Ok((from, x.clone()));
         }
         let hat = ctx.model.schedule().point_of_lambda(-(s * (1.0 + gamma)).ln());
-        let extra = (hat.ksigma().powi(2) - s * s).max(0.0).sqrt() * self.s_noise;
         let z = ctx.noise.noise_between(x, &from, &hat)?;
-        Ok((hat, lincomb(&[(hat.alpha / from.alpha, x), (hat.alpha * extra, &z)])?))
+        Ok((hat, renoise(x, &from, &hat, self.s_noise, &z)?))
     }
 }

@@ -84,6 +84,25 @@ pub fn euler(x: &Tensor, from: &Point, d0: &Linear, to: &Point) -> Result<Tensor
     lincomb(&euler_terms(x, from, d0, to))
 }
 
+/// Raise `x` at `lo` to the higher noise level of `hi` with fresh noise `z`: in
+/// `y = x / alpha`, `y_hi = y + scale sqrt(s_hi^2 - s_lo^2) z` (EDM's churn, [`crate::Churn`];
+/// Restart's forward jumps, [`crate::Restart`]). `lo` must have `alpha > 0`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use diffusion_samplers::{math::ksigma::renoise, Point};
+/// let (lo, hi) = (Point::new(0.0, 1.0, 3.0), Point::new(0.0, 1.0, 5.0));
+/// let (x, z) = (Tensor::new(&[1.0f64], &Device::Cpu)?, Tensor::new(&[0.5f64], &Device::Cpu)?);
+/// // sqrt(25 - 9) = 4
+/// assert_eq!(renoise(&x, &lo, &hi, 1.0, &z)?.to_vec1::<f64>()?, vec![3.0]);
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+pub fn renoise(x: &Tensor, lo: &Point, hi: &Point, scale: f64, z: &Tensor) -> Result<Tensor> {
+    let (s, s_hi) = (lo.ksigma(), hi.ksigma());
+    let std = ((s_hi - s) * (s_hi + s)).max(0.0).sqrt();
+    lincomb(&[(hi.alpha / lo.alpha, x), (hi.alpha * scale * std, z)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Numerics written once and shared by the solvers: phi functions and exponential-integrator
-//! weights, the multistep [`History`], and the [`OrderPolicy`]; k-diffusion's coordinates, its
-//! ancestral split and EDM's churn.
+//! weights (ODE: [`expint`], [`lagrange`]; SDE: [`sde`]), linear-multistep weights
+//! ([`multistep`]), the multistep [`History`], and the [`OrderPolicy`]; k-diffusion's coordinates
+//! ([`ksigma`]), its ancestral split ([`ancestral`]) and EDM's churn; Gauss-Legendre
+//! [`quadrature`].
 
 pub mod ancestral;
 mod churn;
@@ -13,7 +15,17 @@ pub mod multistep;
 pub(crate) mod numpy;
 mod order;
 pub mod phi;
+pub mod quadrature;
+pub mod sde;
 
 pub use churn::Churn;
 pub use history::History;
 pub use order::{LowerOrderFinal, OrderPolicy};
+
+/// A VP point (`alpha^2 + sigma^2 = 1`) with the given `lambda`, for the unit tests.
+#[cfg(test)]
+pub(crate) fn vp_point(lambda: f64) -> crate::schedule::Point {
+    let ks = (-lambda).exp();
+    let a = 1.0 / (1.0 + ks * ks).sqrt();
+    crate::schedule::Point::new(0.0, a, ks * a)
+}

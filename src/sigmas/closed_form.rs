@@ -9,8 +9,16 @@ use crate::error::{config_err, Result};
 /// Karras et al. 2022 (arXiv:2206.00364, Eq. 5): `sigma^(1/rho)` uniform.
 pub(super) fn karras((lo, hi): (f64, f64), rho: f64) -> Result<impl Fn(usize) -> Vec<f64>> {
     positive_finite("karras", "rho", rho)?;
+    Ok(move |n| karras_levels(hi, lo, n, rho))
+}
+
+/// `n` noise levels from `hi` down to `lo` (both included) with `sigma^(1/rho)` uniform (Karras
+/// et al. 2022, arXiv:2206.00364, Eq. 5; k-diffusion's `get_sigmas_karras` without the final 0):
+/// the one copy of the formula, for the `karras` schedule, `Spacing::Karras`, diffusers'
+/// `use_karras_sigmas` and Restart's passes.
+pub(crate) fn karras_levels(hi: f64, lo: f64, n: usize, rho: f64) -> Vec<f64> {
     let (min_inv, max_inv) = (lo.powf(1.0 / rho), hi.powf(1.0 / rho));
-    Ok(move |n| linspace(0.0, 1.0, n).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect())
+    linspace(0.0, 1.0, n).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
 }
 
 /// k-diffusion's `get_sigmas_polyexponential`: `ln(sigma) = ln(lo) + r^rho (ln(hi) - ln(lo))`,

@@ -62,6 +62,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use ays::AysModel;
+pub(crate) use closed_form::karras_levels;
 
 use crate::error::{config_err, Error, Result};
 use crate::grid::{End, Grid};

@@ -17,6 +17,7 @@ trait ErasedSolver: Send + Sync {
     fn order(&self) -> usize;
     fn nfe(&self, step: &Step) -> usize;
     fn is_stochastic(&self) -> bool;
+    fn needs_unconditional(&self) -> bool;
     fn validate(&self, steps: &[Step]) -> Result<()>;
     fn init_state(&self) -> Box<dyn Any>;
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut Box<dyn Any>) -> Result<Tensor>;
@@ -42,6 +43,9 @@ where
     }
     fn is_stochastic(&self) -> bool {
         Solver::is_stochastic(self)
+    }
+    fn needs_unconditional(&self) -> bool {
+        Solver::needs_unconditional(self)
     }
     fn validate(&self, steps: &[Step]) -> Result<()> {
         Solver::validate(self, steps)
@@ -149,6 +153,9 @@ impl Solver for AnySolver {
     }
     fn is_stochastic(&self) -> bool {
         self.inner.is_stochastic()
+    }
+    fn needs_unconditional(&self) -> bool {
+        self.inner.needs_unconditional()
     }
     fn validate(&self, steps: &[Step]) -> Result<()> {
         self.inner.validate(steps)

@@ -16,8 +16,8 @@
 use candle_core::Tensor;
 
 use super::dpm_2::dpm2_step;
-use super::{refuse_zero_alpha_start, Solver, StepContext};
-use crate::error::{config_err, Result};
+use super::{refuse_zero_alpha_start, validate_noise, Solver, StepContext};
+use crate::error::Result;
 use crate::grid::Step;
 use crate::math::ancestral::ancestral;
 
@@ -81,12 +81,7 @@ impl Solver for Dpm2Ancestral {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        if !(self.eta >= 0.0 && self.eta.is_finite() && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
-            return config_err(format!(
-                "DPM-2 ancestral needs finite eta >= 0 and s_noise >= 0, got eta = {}, s_noise = {}",
-                self.eta, self.s_noise
-            ));
-        }
+        validate_noise("DPM-2 ancestral", self.eta, self.s_noise)?;
         refuse_zero_alpha_start(
             steps,
             "DPM-2 ancestral cannot start at alpha = 0 (infinite noise level): start the grid below t_max or use \
@@ -101,10 +96,8 @@ impl Solver for Dpm2Ancestral {
         let d0 = ctx.model.data_linear(x, from)?;
         let split = ancestral(from, to, self.eta);
         let c_z = self.s_noise * split.noise;
-        if c_z == 0.0 {
-            return dpm2_step(ctx, x, from, &d0, &split.down, &[]);
-        }
-        let z = ctx.noise.noise_between(x, from, to)?;
-        dpm2_step(ctx, x, from, &d0, &split.down, &[(c_z, &z)])
+        let z = ctx.noise_if(c_z, x, from, to)?;
+        let noise: Vec<(f64, &Tensor)> = z.as_ref().map(|z| (c_z, z)).into_iter().collect();
+        dpm2_step(ctx, x, from, &d0, &split.down, &noise)
     }
 }

@@ -17,7 +17,7 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{refuse_zero_alpha_start, validate_noise, Solver, StepContext};
 use crate::error::{config_err, Result};
 use crate::grid::Step;
 use crate::math::ancestral::ancestral;
@@ -84,12 +84,7 @@ impl Solver for DpmPpSde {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        if !(self.eta >= 0.0 && self.eta.is_finite() && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
-            return config_err(format!(
-                "DPM-Solver++ SDE needs finite eta >= 0 and s_noise >= 0, got eta = {}, s_noise = {}",
-                self.eta, self.s_noise
-            ));
-        }
+        validate_noise("DPM-Solver++ SDE", self.eta, self.s_noise)?;
         if !(self.r > 0.0 && self.r <= 1.0) {
             return config_err(format!("DPM-Solver++ SDE needs a stage ratio r in (0, 1], got {}", self.r));
         }
@@ -112,7 +107,7 @@ impl Solver for DpmPpSde {
         // stage 1: an ancestral Euler step to the stage point
         let split1 = ancestral(from, &mid, self.eta);
         let c1 = self.s_noise * split1.noise;
-        let z1 = if c1 != 0.0 { Some(ctx.noise.noise_between(x, from, &mid)?) } else { None };
+        let z1 = ctx.noise_if(c1, x, from, &mid)?;
         let terms: Vec<(f64, &Tensor)> =
             euler_terms(x, from, &d0, &split1.down).into_iter().chain(z1.as_ref().map(|z| (c1, z))).collect();
         let u = lincomb(&terms)?;
@@ -120,7 +115,7 @@ impl Solver for DpmPpSde {
         // stage 2: the whole step with the combined data prediction
         let split2 = ancestral(from, to, self.eta);
         let c2 = self.s_noise * split2.noise;
-        let z2 = if c2 != 0.0 { Some(ctx.noise.noise_between(x, from, to)?) } else { None };
+        let z2 = ctx.noise_if(c2, x, from, to)?;
         let w = weights(Form::Data, from, &split2.down);
         let fac = 0.5 / self.r;
         let (k0, k1) = (w.c[0] * (1.0 - fac), w.c[0] * fac);

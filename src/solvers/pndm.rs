@@ -151,6 +151,8 @@ impl Pndm {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
+        schedule.validate()?;
         let n_train = schedule
             .train_timesteps()
             .ok_or_else(|| Error::Unsupported("PNDM's diffusers grid needs a discrete schedule (DiscreteVp)".into()))?;
@@ -164,9 +166,11 @@ impl Pndm {
             .collect();
         if ts[0] >= n_train as f64 {
             return Err(Error::InvalidConfig(format!(
-                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({})",
+                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({}): lower \
+                 steps_offset to at most {}",
                 ts[0],
-                n_train - 1
+                n_train - 1,
+                n_train - 1 - (steps - 1) * ratio
             )));
         }
         let mut points = diffusers_points(|t| schedule.point(t), &ts, ratio as f64, set_alpha_to_one, true);
@@ -244,6 +248,17 @@ impl Solver for Pndm {
         if let Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half } } = self.warmup {
             if !(half >= 0.0 && half.is_finite()) {
                 return Err(Error::InvalidConfig(format!("PNDM's half stride must be finite and >= 0, got {half}")));
+            }
+            // the stages at `from.t - half` and `to.t + half` must lie within the step (the
+            // network is not called off the grid's range)
+            for st in steps.iter().take(PRK_STEPS).filter(|st| !st.to.is_clean()) {
+                if half > (st.from.t - st.to.t).abs() {
+                    return Err(Error::InvalidConfig(format!(
+                        "PNDM's half stride {half} is longer than warm-up step {} (t = {} to {}): use at most half \
+                         the step's length (diffusers: (num_train_timesteps / steps) / 2) or PrkMidpoint::Ksigma",
+                        st.index, st.from.t, st.to.t
+                    )));
+                }
             }
         }
         refuse_zero_alpha_start(

@@ -10,7 +10,8 @@
 //! `x_to = (sigma_to/sigma) e^{-eta h} x + (1 + eta) alpha_to int_0^h e^{-(1 + eta)(h - s)} x0(lambda + s) ds
 //!          + sigma_to sqrt(1 - e^{-2 eta h}) s_noise z`,
 //!
-//! with `x0` the data prediction interpolated from the newest outputs `m0, m1, m2`
+//! (the first-order part is [`crate::math::sde::sde_weights`]) with `x0` the data prediction
+//! interpolated from the newest outputs `m0, m1, m2`
 //! (`D1_0 = (m0 - m1)/r0`, `D1_1 = (m1 - m2)/r1`, `r_i = h_i / h`, as in
 //! [`crate::DpmSolverMultistep`]). The integral of the Taylor term of order `k` is
 //! `alpha_to (1/k! - phi_k(-H))`, the data-form weights at `H`:
@@ -34,12 +35,12 @@
 
 use candle_core::Tensor;
 
-use super::{Solver, SolverType, StepContext, ThirdOrder};
-use crate::error::config_err;
+use super::{validate_noise, Solver, SolverType, StepContext, ThirdOrder};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::math::expint::multistep_weights;
 use crate::math::phi::{phi, tail};
+use crate::math::sde::{eta_h, sde_weights};
 use crate::math::{History, OrderPolicy};
 use crate::ops::lincomb;
 
@@ -176,12 +177,7 @@ impl Solver for SdeDpmSolverPP {
     }
 
     fn validate(&self, _steps: &[Step]) -> Result<()> {
-        if !(self.eta >= 0.0 && self.eta.is_finite() && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
-            return config_err(format!(
-                "SDE-DPM-Solver++ needs finite eta >= 0 and s_noise >= 0, got eta = {}, s_noise = {}",
-                self.eta, self.s_noise
-            ));
-        }
+        validate_noise("SDE-DPM-Solver++", self.eta, self.s_noise)?;
         self.policy.validate(3, "SDE-DPM-Solver++")
     }
 
@@ -195,13 +191,9 @@ impl Solver for SdeDpmSolverPP {
         let draw = self.is_stochastic() && (!to.is_clean() || self.clean_step == CleanStepDraw::Draw);
         let z = if draw { Some(ctx.noise.noise_between(x, from, to)?) } else { None };
         let h = step.h();
-        // eta h, without 0 * inf from a start at alpha = 0
-        let eta_h = if self.eta == 0.0 { 0.0 } else { self.eta * h };
-        let big_h = h + eta_h;
-        // (sigma_to / sigma) e^{-eta h}; 0 into sigma = 0
-        let c_x = if to.is_clean() { 0.0 } else { to.sigma / from.sigma * (-eta_h).exp() };
-        let c_z = self.s_noise * to.sigma * (-(-2.0 * eta_h).exp_m1()).max(0.0).sqrt();
-        let c0 = to.alpha * tail(0, big_h);
+        let big_h = h + eta_h(h, self.eta);
+        // the first-order SDE step (math::sde), then the higher-order terms at the scaled step
+        let (c_x, c0, c_z) = sde_weights(from, to, self.eta);
         let c1 = to.alpha * tail(1, big_h);
         let order = self.policy.order_at(hist.len() + 1, step);
         let mut terms: Vec<(f64, &Tensor)> = vec![(c_x, x)];
@@ -226,7 +218,7 @@ impl Solver for SdeDpmSolverPP {
             _ => terms.push((c0, &m0)),
         }
         if let Some(z) = &z {
-            terms.push((c_z, z));
+            terms.push((self.s_noise * c_z, z));
         }
         let out = lincomb(&terms)?;
         hist.push(*from, m0);
