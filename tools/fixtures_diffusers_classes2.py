@@ -100,6 +100,8 @@ variant("cosine_first_order", "CosineDPMSolverMultistepScheduler", {**NO_TABLE, 
         solver_order=1, final_sigmas_type="sigma_min")
 # LCM / TCD (their steps must not exceed original_inference_steps)
 variant("lcm", "LCMScheduler", {"preds": ("epsilon", "v_prediction", "sample"), "stochastic": True})
+# a small timestep_scaling: the boundary condition's c_skip x is large enough to see at every step
+variant("lcm_scaling", "LCMScheduler", {"stochastic": True}, timestep_scaling=0.01)
 variant("lcm_orig25", "LCMScheduler", {"stochastic": True}, original_inference_steps=25, timestep_scaling=5.0)
 variant("tcd", "TCDScheduler", {"preds": ("epsilon", "v_prediction", "sample"), "stochastic": True, "eta": 0.3})
 variant("tcd_eta0", "TCDScheduler", {"eta": 0.0})
@@ -117,6 +119,8 @@ variant("sasolver_trailing", "SASolverScheduler", {"stochastic": True}, timestep
         lower_order_final=False)
 variant("sasolver_leading", "SASolverScheduler", {"stochastic": True, "preds": ("epsilon", "v_prediction", "sample")},
         timestep_spacing="leading", steps_offset=1)
+variant("sasolver_flow", "SASolverScheduler", {"stochastic": True, "preds": ("flow_prediction",), "scheds": ("linear",)},
+        use_flow_sigmas=True, flow_shift=3.0)
 # IPNDM (its own grid, v-prediction) and FlowMatchHeun
 variant("ipndm", "IPNDMScheduler", {"scheds": ("none",), "preds": ("ipndm",)})
 FLOW = {"preds": ("flow",), "scheds": ("none",)}
