@@ -32,8 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let index: Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/sweep.json", args.dir))?)?;
     let t = candle_core::safetensors::load(format!("{}/sweep.safetensors", args.dir), &Device::Cpu)?;
     let vec = |k: &str| t.get(k).map(|x| x.to_vec1::<f64>()).transpose();
-    // group (class, conversion keys) -> (cases, moved timesteps, other timestep diffs, sigma diffs, errors)
-    let mut groups: BTreeMap<String, [usize; 5]> = BTreeMap::new();
+    // group (class, conversion keys) -> (cases, moved timesteps, other timestep diffs, sigma diffs,
+    // errors, cases where diffusers' timesteps hold NaN)
+    let mut groups: BTreeMap<String, [usize; 6]> = BTreeMap::new();
+    // the largest timestep difference below 0.5 (a fractional time off in its last digits)
+    let mut worst_small = 0.0f64;
     let mut shown: BTreeMap<String, usize> = BTreeMap::new();
     let mut failing = Vec::new();
     let cases = index["cases"].as_array().ok_or("no cases")?;
@@ -50,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cfg["beta_schedule"].as_str().unwrap_or("?"),
             cfg["timestep_spacing"].as_str().unwrap_or("?"),
         );
-        let g = groups.entry(group.clone()).or_insert([0; 5]);
+        let g = groups.entry(group.clone()).or_insert([0; 6]);
         g[0] += 1;
         let want_t = vec(&format!("{i}.timesteps"))?.ok_or("timesteps")?;
         let want_s = vec(&format!("{i}.sigmas"))?;
@@ -71,8 +74,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         };
+        if want_t.iter().any(|t| t.is_nan()) {
+            // diffusers' float32 arithmetic gave NaN timesteps (the crate never returns NaN)
+            g[5] += 1;
+            report(&mut shown, &group, args.list, || format!("  {steps:4} steps: diffusers has NaN timesteps"));
+            continue;
+        }
         let moved = plan.timesteps.len() != want_t.len()
             || plan.timesteps.iter().zip(&want_t).any(|(a, b)| (a - b).abs() >= 0.5);
+        if !moved {
+            worst_small = plan.timesteps.iter().zip(&want_t).map(|(a, b)| (a - b).abs()).fold(worst_small, f64::max);
+        }
         let close = |a: &[f64], b: &[f64], tol: f64| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0))
         };
@@ -105,17 +117,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     }
-    println!("\n{:<95} {:>6} {:>6} {:>6} {:>6} {:>6}", "group", "cases", "moved", "t-diff", "s-diff", "error");
-    let mut total = [0usize; 5];
+    let head = ["group", "cases", "moved", "t-diff", "s-diff", "error", "d-NaN"];
+    println!(
+        "\n{:<95} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6]
+    );
+    let mut total = [0usize; 6];
+    let row = |g: &str, c: &[usize; 6]| {
+        println!("{g:<95} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}", c[0], c[1], c[2], c[3], c[4], c[5]);
+    };
     for (g, c) in &groups {
-        for k in 0..5 {
+        for k in 0..6 {
             total[k] += c[k];
         }
         if c[1..].iter().any(|&v| v > 0) {
-            println!("{g:<95} {:>6} {:>6} {:>6} {:>6} {:>6}", c[0], c[1], c[2], c[3], c[4]);
+            row(g, c);
         }
     }
-    println!("{:<95} {:>6} {:>6} {:>6} {:>6} {:>6}", "total", total[0], total[1], total[2], total[3], total[4]);
+    row("total", &total);
+    println!("largest timestep difference below 0.5: {worst_small:.3e}");
     if let Some(path) = args.write {
         std::fs::write(&path, serde_json::to_string_pretty(&failing)?)?;
         println!("wrote {} cases to {path}", failing.len());
