@@ -5,7 +5,7 @@
 //! [`quadrature`].
 
 pub mod ancestral;
-mod churn;
+pub(crate) mod churn;
 pub mod expint;
 mod history;
 pub mod ksigma;

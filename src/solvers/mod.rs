@@ -157,6 +157,26 @@ pub trait Solver {
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut Self::State) -> Result<Tensor>;
 }
 
+/// The evaluations of a step of a method with `stages` network calls per step that takes a
+/// first-order step (one call) into `sigma = 0`, where its later stages would sit.
+pub(crate) fn stages_unless_clean(step: &Step, stages: usize) -> usize {
+    if step.to.is_clean() {
+        1
+    } else {
+        stages
+    }
+}
+
+/// The order of a method whose deterministic form has order `deterministic`; with noise on, its
+/// strong order is 1.
+pub(crate) fn order_unless_stochastic(stochastic: bool, deterministic: usize) -> usize {
+    if stochastic {
+        1
+    } else {
+        deterministic
+    }
+}
+
 /// The error of a method that cannot take a step from `alpha = 0` (pure noise), when the first
 /// of `steps` starts there; `message` says why and what to use instead.
 pub(crate) fn refuse_zero_alpha_start(steps: &[Step], message: &str) -> Result<()> {
