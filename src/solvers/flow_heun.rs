@@ -16,7 +16,7 @@
 
 use candle_core::Tensor;
 
-use super::{Solver, StepContext};
+use super::{stages_unless_clean, Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::ops::lincomb;
@@ -57,11 +57,7 @@ impl Solver for FlowHeun {
     }
 
     fn nfe(&self, step: &Step) -> usize {
-        if step.to.is_clean() {
-            1
-        } else {
-            2
-        }
+        stages_unless_clean(step, 2)
     }
 
     fn validate(&self, _steps: &[Step]) -> Result<()> {

@@ -32,7 +32,7 @@ use crate::ops::lincomb;
 /// use diffusion_samplers::ConsistencyBoundary;
 /// let b = ConsistencyBoundary::diffusers(10.0);
 /// let (c_skip, c_out) = b.scalings(999.0);
-/// assert!(c_skip < 1e-8 && (c_out - 1.0).abs() < 1e-9);
+/// assert!(c_skip < 1e-8 && (c_out - 1.0).abs() < 1e-8);
 /// assert_eq!(b.scalings(0.0), (1.0, 0.0)); // the consistency function is the identity at t = 0
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
