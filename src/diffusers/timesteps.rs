@@ -826,8 +826,8 @@ impl Resolved {
             })
             .collect();
         let mut timesteps = Vec::with_capacity(2 * count);
-        for i in 0..count {
-            timesteps.push(ts[i]);
+        for (i, &t0) in ts.iter().enumerate().take(count) {
+            timesteps.push(t0);
             if let Some(&t) = second.get(i) {
                 timesteps.push(t);
             }

@@ -58,6 +58,7 @@ pub(crate) fn interp(x: f64, fp: &[f64]) -> f64 {
 /// so it differs from a correctly rounded `logf` (and from the platform's `f32::ln`) in the last
 /// bit for about one value in five; written with `f32::mul_add` it gives numpy's bits on every
 /// platform. Subnormal inputs are scaled into the normal range first, as numpy does.
+#[allow(clippy::excessive_precision)] // numpy's constants as written in npy_simd_data.h
 pub(crate) fn log_f32(x: f32) -> f32 {
     const P: [f32; 6] = [
         0.0,
