@@ -186,7 +186,9 @@ impl Solver for Seeds {
                 return Ok(None);
             }
             let r_prev = carried.as_ref().map_or(0.0, |(_, rp)| *rp);
-            let (decay, fresh) = ou_factors((r - r_prev) * h, eta);
+            // a zero-length sub-interval is 0 even when the step is infinite (from alpha = 0)
+            let length = if r == r_prev { 0.0 } else { (r - r_prev) * h };
+            let (decay, fresh) = ou_factors(length, eta);
             // a zero-length sub-interval (r = 1) still takes its draw, as ComfyUI does, but not
             // as an increment of the noise source's path
             let z =
