@@ -178,6 +178,16 @@ pub enum Error {
         file: String,
     },
 
+    /// An adaptive solver could not reach the end of its interval (too many attempted steps, or
+    /// a step size that is no longer a positive finite number).
+    #[error("adaptive solver: {0}")]
+    Adaptive(String),
+
+    /// A calibration input, result or saved schedule/plan file is not usable (see
+    /// [`crate::calibrate::CalibrationError`]).
+    #[error(transparent)]
+    Calibration(#[from] crate::calibrate::CalibrationError),
+
     /// An error from a solver step, naming the solver and the step (1-based).
     #[error("{solver} step {step}/{count}: {source}")]
     Step {

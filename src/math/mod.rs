@@ -1,6 +1,7 @@
 //! Numerics written once and shared by the solvers: phi functions and exponential-integrator
 //! weights, the multistep [`History`], and the [`OrderPolicy`].
 
+pub(crate) mod dpm_stages;
 pub mod expint;
 mod history;
 pub mod lagrange;

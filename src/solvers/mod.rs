@@ -4,6 +4,8 @@
 mod ddim;
 mod ddpm;
 mod deis;
+mod dpm_adaptive;
+mod dpm_fast;
 mod dpm_solver;
 mod dpm_solver_singlestep;
 mod euler;
@@ -18,6 +20,8 @@ mod unipc;
 pub use ddim::{Ddim, DdimState};
 pub use ddpm::{Ddpm, DdpmState, DdpmVariance, FinalNoise};
 pub use deis::Deis;
+pub use dpm_adaptive::{Accepted, AdaptiveInfo, DpmAdaptive, DpmAdaptiveState};
+pub use dpm_fast::DpmFast;
 pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
