@@ -55,7 +55,7 @@ pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Prog
 pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
 };
-pub use solvers::{AdaptiveInfo, DpmAdaptive, DpmFast};
+pub use solvers::{AdaptiveInfo, DpmAdaptive, DpmFast, PlanForm, PlanStep, Planned, SecondOrder, SolverPlan};
 pub use solvers::{
     Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
 };
