@@ -9,6 +9,7 @@ pub mod linalg;
 pub mod multistep;
 mod order;
 pub mod phi;
+pub(crate) mod unified;
 
 pub use history::History;
 pub use order::{LowerOrderFinal, OrderPolicy};

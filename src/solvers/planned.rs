@@ -33,10 +33,9 @@ use serde::{Deserialize, Serialize};
 use super::Solver;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, Step};
-use crate::math::expint::{weights, Form};
-use crate::math::lagrange::{factorial, moment_weights, taylor_weight};
+use crate::math::expint::Form;
+use crate::math::unified::{extrapolate_clean, output, update};
 use crate::model::Model;
-use crate::ops::lincomb;
 use crate::schedule::Point;
 
 /// The prediction form of a plan step, as it is saved.
@@ -50,7 +49,8 @@ pub enum PlanForm {
 }
 
 impl PlanForm {
-    fn form(self) -> Form {
+    /// The integrator form.
+    pub fn form(self) -> Form {
         match self {
             PlanForm::Data => Form::Data,
             PlanForm::Noise => Form::Noise,
@@ -172,90 +172,6 @@ impl Planned {
     }
 }
 
-/// The output of history entry `(p, x, d)` in `form`.
-fn output(form: Form, p: &Point, x: &Tensor, d: &Tensor) -> Result<Tensor> {
-    match form {
-        Form::Data => Ok(d.clone()),
-        Form::Noise => {
-            if p.sigma == 0.0 {
-                return Err(Error::Unsupported("a noise prediction at sigma = 0 is undefined".into()));
-            }
-            lincomb(&[(1.0 / p.sigma, x), (-p.alpha / p.sigma, d)])
-        }
-    }
-}
-
-/// `-scale_to B(h)`: the weight a unit `rho` gives a difference term.
-fn b_weight(second: SecondOrder, form: Form, from: &Point, to: &Point, c0: f64) -> f64 {
-    let h = to.lambda - from.lambda;
-    match (second, form) {
-        (SecondOrder::Bh1, Form::Data) => to.alpha * h,
-        (SecondOrder::Bh1, Form::Noise) => -to.sigma * h,
-        _ => c0,
-    }
-}
-
-/// `x_to = c_x x + c0 m0 + sum_i g_i (m_i - m0)/r_i` (see the module docs).
-fn update(
-    form: Form,
-    second: SecondOrder,
-    x: &Tensor,
-    from: &Point,
-    to: &Point,
-    m0: &Tensor,
-    nodes: &[(Point, Tensor)],
-) -> Result<Tensor> {
-    if form == Form::Noise && from.alpha == 0.0 {
-        return Err(Error::Unsupported(
-            "a noise-form step cannot start at alpha = 0: plan the data form for the first step".into(),
-        ));
-    }
-    let w = weights(form, from, to);
-    let mut terms: Vec<(f64, &Tensor)> = vec![(w.c_x, x), (w.c[0], m0)];
-    if nodes.is_empty() {
-        return lincomb(&terms);
-    }
-    let h = to.lambda - from.lambda;
-    let r: Vec<f64> = nodes.iter().map(|(p, _)| (p.lambda - from.lambda) / h).collect();
-    let g = if nodes.len() == 1 && second != SecondOrder::Taylor {
-        vec![0.5 * b_weight(second, form, from, to, w.c[0])]
-    } else {
-        let moments: Vec<f64> = (1..=r.len()).map(|k| factorial(k) * taylor_weight(form, from, to, k)).collect();
-        moment_weights(&r, &moments)?
-    };
-    let mut c_m0 = w.c[0];
-    for (i, (_, m)) in nodes.iter().enumerate() {
-        let k = g[i] / r[i];
-        terms.push((k, m));
-        c_m0 -= k;
-    }
-    terms[1].0 = c_m0;
-    lincomb(&terms)
-}
-
-/// The polynomial in `ksigma^2` through the data predictions `(point, x0)` evaluated at
-/// `ksigma = 0`, times `alpha_to`.
-fn extrapolate_clean(to: &Point, nodes: &[(&Point, &Tensor)]) -> Result<Tensor> {
-    let u: Vec<f64> = nodes.iter().map(|(p, _)| p.ksigma().powi(2)).collect();
-    let mut terms = Vec::with_capacity(nodes.len());
-    for (i, (_, d)) in nodes.iter().enumerate() {
-        let mut w = to.alpha;
-        for (j, uj) in u.iter().enumerate() {
-            if j != i {
-                let den = u[i] - uj;
-                if !(den != 0.0 && den.is_finite()) {
-                    return Err(Error::InvalidGrid(
-                        "extrapolating to sigma = 0 needs distinct, finite noise levels".into(),
-                    ));
-                }
-                w *= -uj / den;
-            }
-        }
-        terms.push((w, *d));
-    }
-    lincomb(&terms)
-}
-
 impl Solver for Planned {
     type State = PlannedState;
 
@@ -305,7 +221,7 @@ impl Solver for Planned {
         let order = plan.order.min(state.history.len()).max(1);
         let out = if to.is_clean() && order > 1 {
             let nodes: Vec<(&Point, &Tensor)> = state.history.iter().take(order).map(|(p, _, d)| (p, d)).collect();
-            extrapolate_clean(to, &nodes)?
+            extrapolate_clean(to.alpha, &nodes)?
         } else {
             let form = plan.form.form();
             let (p0, x0, d0) = &state.history[0];
