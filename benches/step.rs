@@ -39,26 +39,42 @@ fn randn(shape: &[usize; 4], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).expect("tensor")
 }
 
-/// A solver in the bench: id (file-name safe), label, and the tensor-sized reads + writes a step
+/// A solver in the bench: id (file-name safe), the solver (diffusers' default configuration; its
+/// label and NFE per step come from its metadata), and the tensor-sized reads + writes a step
 /// must do at least (x, this step's network outputs and history terms read once, one output
-/// written; Heun also writes and reads its predictor and re-reads x and eps0).
+/// written; Heun also writes and reads its predictor and re-reads x and eps0). The solvers run
+/// as [`AnySolver`]s, the type-erased form `DiffusersSampler` and run-time choice use, so the
+/// times include the erasure (a virtual call and a state downcast per step).
 struct Row {
     id: &'static str,
-    label: &'static str,
+    solver: AnySolver,
     floor_units: usize,
 }
 
-const ROWS: &[Row] = &[
-    Row { id: "ddim", label: "DDIM", floor_units: 3 },
-    Row { id: "euler", label: "Euler", floor_units: 3 },
-    Row { id: "heun", label: "Heun (2 NFE)", floor_units: 7 },
-    Row { id: "dpmpp2m", label: "DPM-Solver++(2M)", floor_units: 4 },
-    Row { id: "dpmpp3m", label: "DPM-Solver++(3M)", floor_units: 5 },
-    // UniPC-bh2 (order 2, corrector): corrector and predictor are both linear in the previous
-    // sample and the outputs, so one pass could read x_prev, m_t, m_prev, m_prev2, write 1
-    Row { id: "unipc", label: "UniPC-bh2", floor_units: 5 },
-    Row { id: "deis", label: "DEIS-2", floor_units: 4 },
-];
+fn rows() -> Vec<Row> {
+    let row = |id, solver, floor_units| Row { id, solver, floor_units };
+    let dpmpp3m = DpmSolverMultistep { policy: OrderPolicy::diffusers(3), ..DpmSolverMultistep::diffusers_default() };
+    vec![
+        row("ddim", AnySolver::new(Ddim::default()), 3),
+        row("euler", AnySolver::new(Euler), 3),
+        row("heun", AnySolver::new(Heun::default()), 7),
+        row("dpmpp2m", AnySolver::new(DpmSolverMultistep::diffusers_default()), 4),
+        row("dpmpp3m", AnySolver::new(dpmpp3m), 5),
+        // UniPC-bh2 (order 2, corrector): corrector and predictor are both linear in the previous
+        // sample and the outputs, so one pass could read x_prev, m_t, m_prev, m_prev2, write 1
+        row("unipc", AnySolver::new(UniPc::diffusers_default()), 5),
+        row("deis", AnySolver::new(Deis::diffusers_default()), 4),
+    ]
+}
+
+/// `DPM-Solver++(2M)`, `Heun (2 NFE)`: the solver's label, with its NFE on an interior step when
+/// that is not 1.
+fn label(solver: &AnySolver, interior: &Step) -> String {
+    match solver.nfe(interior) {
+        1 => solver.name().to_string(),
+        n => format!("{} ({n} NFE)", solver.name()),
+    }
+}
 
 /// Times `solver.step` on successive steps of a long uniform-lambda grid (so multistep history
 /// always holds distinct, earlier points, as in real sampling), re-initialising and re-warming
@@ -72,23 +88,26 @@ fn bench_solver<S: Solver>(c: &mut Criterion, id: &str, solver: &S, shape: &[usi
     let out = eps.clone();
     let mut model =
         Model::new(move |_x: &Tensor, _t: f64| Ok(out.clone()), &sched, Prediction::Epsilon).with_finite_check(false);
-    let warm = |model: &mut Model, state: &mut S::State| {
+    let mut noise = SeededNoise::new(0);
+    let warm = |ctx: &mut StepContext, state: &mut S::State| {
         for step in &steps[..WARM] {
-            solver.step(model, step, &x, state).expect("warm-up step");
+            solver.step(ctx, step, &x, state).expect("warm-up step");
         }
     };
-    let mut state = solver.init_state(&grid).expect("state");
-    warm(&mut model, &mut state);
+    solver.validate(&steps).expect("valid");
+    let mut ctx = StepContext { model: &mut model, noise: &mut noise };
+    let mut state = solver.init_state();
+    warm(&mut ctx, &mut state);
     let mut i = WARM;
     let mut g = c.benchmark_group("step");
     g.bench_function(BenchmarkId::new(id, shape_id(shape)), |b| {
         b.iter(|| {
             if i + WARM >= steps.len() {
-                state = solver.init_state(&grid).expect("state");
-                warm(&mut model, &mut state);
+                state = solver.init_state();
+                warm(&mut ctx, &mut state);
                 i = WARM;
             }
-            let y = solver.step(&mut model, &steps[i], black_box(&x), &mut state).expect("step");
+            let y = solver.step(&mut ctx, &steps[i], black_box(&x), &mut state).expect("step");
             i += 1;
             black_box(y)
         })
@@ -133,15 +152,9 @@ fn benches(c: &mut Criterion) {
             }
             g.finish();
         }
-        bench_solver(c, "ddim", &Ddim::default(), shape);
-        bench_solver(c, "euler", &Euler, shape);
-        bench_solver(c, "heun", &Heun::default(), shape);
-        bench_solver(c, "dpmpp2m", &DpmSolverMultistep::diffusers_default(), shape);
-        let mut three = DpmSolverMultistep::diffusers_default();
-        three.policy.order = 3;
-        bench_solver(c, "dpmpp3m", &three, shape);
-        bench_solver(c, "unipc", &UniPc::diffusers_default(), shape);
-        bench_solver(c, "deis", &Deis::diffusers_default(), shape);
+        for row in rows() {
+            bench_solver(c, row.id, &row.solver, shape);
+        }
     }
 }
 
@@ -163,13 +176,16 @@ fn write_csv(root: &Path) -> std::io::Result<Option<PathBuf>> {
         else {
             continue;
         };
-        for row in ROWS {
+        let interior = Grid::new(&ContinuousVp::default(), &Spacing::UniformLambda, 10, End::Min)
+            .map(|g| g.as_ref()[5])
+            .expect("grid");
+        for row in rows() {
             let Some(ns) = median_ns(root, "step", row.id, &sid) else { continue };
             let floor = copy * row.floor_units as f64 / 2.0;
             lines.push(format!(
                 "{},{},{},{:.1},{:.1},{:.1},{},{:.1},{:.2}",
                 row.id,
-                row.label,
+                label(&row.solver, &interior),
                 sid,
                 ns,
                 copy,

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --features unet --example compare
-//! cargo run --release --features unet --example compare -- --rows dpm2m:lambda,dpm2m:karras,dpm2m:quadratic --n 32
+//! cargo run --release --features unet --example compare -- --rows dpmpp_2m_lof:lambda,dpmpp_2m_lof:karras,dpmpp_2m_lof:quadratic --n 32
 //! ```
 //!
 //! The reference is a 500-step DPM-Solver++(3M) solve on a uniform-logSNR grid from the same
@@ -21,57 +21,70 @@ mod unet_common;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use diffusion_samplers::{Model, Prediction, Spacing};
+use clap::Parser;
+use diffusion_samplers::{sample, sample_with, AnySolver, Model, Prediction, SeededNoise, Spacing};
 use text::{annotate, register_font, Caption};
 use unet_common::*;
 
-const USAGE: &str = "\
-usage: compare [--rows LIST] [--nfe LIST] [--n N] [--show K] [--seed N] [--ref-steps N] [--out FILE.png] [--model DIR]
-  --rows       comma-separated solver[:spacing] (default ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3)
-  --nfe        comma-separated evaluation budgets (default 5,10,20)
-  --n          samples per cell used for the RMSE (default 16)   --show  samples drawn per cell (default 4)
-  --ref-steps  steps of the DPM-Solver++(3M) reference (default 500)
-  --out        PNG path (default compare.png)";
+/// Compare solvers at equal network-evaluation budgets on the bundled MNIST UNet.
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Comma-separated rows `solver[:spacing]` (solver names of diffusion_samplers::names;
+    /// spacing quadratic, lambda, karras, uniform, trailing or leading; default: the solver's
+    /// customary grid)
+    #[arg(long, value_delimiter = ',', value_parser = row,
+          default_value = "ddim,euler,heun,dpmpp_2m_lof,dpmpp_3m_lof,unipc_bh2_2_lof,unipc_bh2_3_lof,deis_3_lof")]
+    rows: Vec<(AnySolver, Spacing)>,
+    /// Comma-separated evaluation budgets
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20", value_parser = clap::value_parser!(u32).range(1..))]
+    nfe: Vec<u32>,
+    /// Samples per cell used for the RMSE
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    n: u32,
+    /// Samples drawn per cell
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    show: u32,
+    /// Noise seed
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps of the DPM-Solver++(3M) reference
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    ref_steps: u32,
+    /// PNG path
+    #[arg(long, default_value = "compare.png")]
+    out: String,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+/// `solver[:spacing]`.
+fn row(r: &str) -> Result<(AnySolver, Spacing), String> {
+    let mut it = r.splitn(2, ':');
+    let solver = solver(it.next().unwrap_or(""))?;
+    let spacing = match it.next() {
+        Some(s) => parse_spacing(s)?,
+        None => default_spacing(&solver, &Spacing::TimeQuadratic),
+    };
+    Ok((solver, spacing))
+}
 
 fn main() -> AnyResult<()> {
-    let args = Args::parse(USAGE);
-    let rows: Vec<(SolverName, Spacing)> = args
-        .str("rows", "ddim,euler,heun,dpm2m,dpm3m,unipc2,unipc3,deis3")
-        .split(',')
-        .map(|r| -> AnyResult<(SolverName, Spacing)> {
-            let mut it = r.splitn(2, ':');
-            let solver = SolverName::parse(it.next().unwrap_or(""))?;
-            let spacing = match it.next() {
-                Some(s) => parse_spacing(s)?,
-                None => solver.default_spacing(&Spacing::TimeQuadratic),
-            };
-            Ok((solver, spacing))
-        })
-        .collect::<AnyResult<_>>()?;
-    let budgets: Vec<usize> = args
-        .str("nfe", "5,10,20")
-        .split(',')
-        .map(|s| s.parse().map_err(|_| format!("--nfe: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let n: usize = args.num("n", 16)?;
-    let show: usize = args.num("show", 4)?.clamp(1, n.max(1));
-    let seed: u64 = args.num("seed", 0)?;
-    let ref_steps: usize = args.num("ref-steps", 500)?;
-    let out = args.str("out", "compare.png");
-    if n == 0 || budgets.contains(&0) {
-        return Err("--n and every --nfe must be at least 1".into());
-    }
+    let cli = Cli::parse();
+    let rows = &cli.rows;
+    let budgets: Vec<usize> = cli.nfe.iter().map(|&b| b as usize).collect();
+    let (n, seed, ref_steps, out) = (cli.n as usize, cli.seed, cli.ref_steps as usize, &cli.out);
+    let show = (cli.show as usize).min(n);
 
-    let dir = model_dir(&args);
-    let (unet, schedule) = load(&dir)?;
+    let (unet, schedule) = load(&cli.model.dir())?;
     let x_t = noise(n, 1, 32, 32, seed)?;
 
     // the reference
     let t0 = Instant::now();
     let bar = Bar::new(ref_steps as u64, "reference (3M)");
     let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+    let ref_grid = grid(&schedule, &Spacing::UniformLambda, ref_steps)?;
     let reference =
-        run(SolverName::Dpm3m, &mut model, &grid(&schedule, &Spacing::UniformLambda, ref_steps)?, &x_t, |p| {
+        sample_with(&solver("dpmpp_3m_lof")?, &mut model, &ref_grid, &x_t, &mut SeededNoise::new(0), |p| {
             bar.set(p.step as u64)
         })?;
     bar.done();
@@ -88,14 +101,14 @@ fn main() -> AnyResult<()> {
     let bar = Bar::new(total as u64, "solvers");
     let mut done = 0u64;
     let t0 = Instant::now();
-    for (solver, spacing) in &rows {
+    for (solver, spacing) in rows {
         let mut row_cells = Vec::new();
         let mut errs = Vec::new();
         let row_start = Instant::now();
         for &nfe in &budgets {
-            let steps = solver.steps_for_nfe(nfe);
+            let steps = steps_within(solver, nfe)?;
             let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
-            let y = run(*solver, &mut model, &grid(&schedule, spacing, steps)?, &x_t, |_| {})?;
+            let y = sample(solver, &mut model, &grid(&schedule, spacing, steps)?, &x_t)?;
             done += nfe as u64;
             bar.set(done);
             errs.push((model.nfe(), rmse(&y, &reference)?));
@@ -104,7 +117,7 @@ fn main() -> AnyResult<()> {
         row_cells.push(reference.narrow(0, 0, show)?);
         cells.push(row_cells);
         let row_secs = row_start.elapsed().as_secs_f64();
-        table.push((format!("{} [{}]", label(*solver), spacing_name(spacing)), errs, row_secs));
+        table.push((format!("{solver} [{}]", spacing_name(spacing)), errs, row_secs));
     }
     bar.done();
     let secs = t0.elapsed().as_secs_f64();
@@ -167,7 +180,7 @@ fn main() -> AnyResult<()> {
         }
     }
     let font = register_font(None);
-    annotate(&img, left, top, &captions, font).save(&out)?;
+    annotate(&img, left, top, &captions, font).save(out)?;
     println!(
         "{out}: rows {}; columns {}",
         table.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(" / "),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --features unet --example invert
-//! cargo run --release --features unet --example invert -- --solvers dpm2m,ddim --steps 10,20,50 --out invert.png
+//! cargo run --release --features unet --example invert -- --solvers dpmpp_2m_lof,ddim --steps 10,20,50 --out invert.png
 //! ```
 //!
 //! The digits come from `models/mnist-unet/test16.safetensors` (made by tools/mnist_test16.py).
@@ -18,30 +18,38 @@ mod unet_common;
 use std::time::Instant;
 
 use candle_core::Device;
-use diffusion_samplers::{End, Grid, Model, Prediction};
+use clap::Parser;
+use diffusion_samplers::{invert, sample_with, AnySolver, End, Grid, Model, Prediction, SeededNoise, Spacing};
 use text::{annotate, register_font, Caption};
 use unet_common::*;
 
-const USAGE: &str = "\
-usage: invert [--solvers LIST] [--steps LIST] [--spacing S] [--out FILE.png] [--model DIR]
-  --solvers  comma-separated, from ddim, euler, heun, dpm2m, dpm3m, unipc2, unipc3, deis3 (default ddim,dpm2m,dpm3m)
-  --steps    comma-separated step counts (default 10,20,50)
-  --spacing  lambda, karras, quadratic, uniform (default lambda)
-  --out      PNG path (default invert.png)";
+/// Encode MNIST test digits to noise with the ODE run backwards, decode them, and measure how
+/// well they come back.
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Comma-separated deterministic solver names (ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof,
+    /// unipc_bh2_2_lof, ...)
+    #[arg(long, value_delimiter = ',', default_value = "ddim,dpmpp_2m_lof,dpmpp_3m_lof", value_parser = solver)]
+    solvers: Vec<AnySolver>,
+    /// Comma-separated step counts
+    #[arg(long, value_delimiter = ',', default_value = "10,20,50", value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Vec<u32>,
+    /// Grid: lambda, karras, quadratic or uniform
+    #[arg(long, default_value = "lambda", value_parser = parse_spacing)]
+    spacing: Spacing,
+    /// PNG path
+    #[arg(long, default_value = "invert.png")]
+    out: String,
+    #[command(flatten)]
+    model: ModelArg,
+}
 
 fn main() -> AnyResult<()> {
-    let args = Args::parse(USAGE);
-    let solvers: Vec<SolverName> =
-        args.str("solvers", "ddim,dpm2m,dpm3m").split(',').map(SolverName::parse).collect::<AnyResult<_>>()?;
-    let steps: Vec<usize> = args
-        .str("steps", "10,20,50")
-        .split(',')
-        .map(|s| s.parse().map_err(|_| format!("--steps: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let spacing = parse_spacing(&args.str("spacing", "lambda"))?;
-    let out = args.str("out", "invert.png");
+    let cli = Cli::parse();
+    let (solvers, spacing, out) = (&cli.solvers, &cli.spacing, &cli.out);
+    let steps: Vec<usize> = cli.steps.iter().map(|&s| s as usize).collect();
 
-    let dir = model_dir(&args);
+    let dir = cli.model.dir();
     let (unet, schedule) = load(&dir)?;
     let data = candle_core::safetensors::load(dir.join("test16.safetensors"), &Device::Cpu).map_err(|e| {
         format!("{}: {e} (regenerate with tools/mnist_test16.py)", dir.join("test16.safetensors").display())
@@ -51,22 +59,24 @@ fn main() -> AnyResult<()> {
     let mut rows = images(digits)?;
     let mut row_names = vec!["originals (MNIST test)".to_string()];
     println!("{:<18} {:>6} {:>5} {:>9} {:>10} {:>8}", "solver", "steps", "NFE", "RMSE", "max |err|", "seconds");
-    for &solver in &solvers {
+    for solver in solvers {
         for &n in &steps {
             let t0 = Instant::now();
-            let grid = Grid::new(&schedule, &spacing, n, End::Min)?;
-            let bar = Bar::new(2 * n as u64, label(solver));
+            let grid = Grid::new(&schedule, spacing, n, End::Min)?;
+            let bar = Bar::new(2 * n as u64, &solver.to_string());
             let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
             // encode: t_min -> t_max (the grid reversed), decode: t_max -> t_min
-            let latent = encode(solver, &mut model, &grid, digits)?;
+            let latent = invert(solver, &mut model, &grid, digits)?;
             bar.set(n as u64);
-            let back = run(solver, &mut model, &grid, &latent, |p| bar.set((n + p.step) as u64))?;
+            let back = sample_with(solver, &mut model, &grid, &latent, &mut SeededNoise::new(0), |p| {
+                bar.set((n + p.step) as u64)
+            })?;
             bar.done();
             let err = rmse(&back, digits)?;
             let max = (&back - digits)?.abs()?.max_all()?.to_scalar::<f32>()?;
             println!(
                 "{:<18} {:>6} {:>5} {:>9.5} {:>10.4} {:>8.2}",
-                label(solver),
+                solver.to_string(),
                 n,
                 model.nfe(),
                 err,
@@ -75,8 +85,8 @@ fn main() -> AnyResult<()> {
             );
             rows.extend(images(&(latent / 3.0)?)?);
             rows.extend(images(&back)?);
-            row_names.push(format!("{}, {n} steps: noise / 3", label(solver)));
-            row_names.push(format!("{}, {n} steps: back (RMSE {err:.4})", label(solver)));
+            row_names.push(format!("{solver}, {n} steps: noise / 3"));
+            row_names.push(format!("{solver}, {n} steps: back (RMSE {err:.4})"));
         }
     }
     let grid = tile(&rows, 16, 2, 0)?;
@@ -86,11 +96,11 @@ fn main() -> AnyResult<()> {
         .enumerate()
         .map(|(r, text)| Caption { x: 6, y: (2 + r as u32 * row_height + 9) as i32, text: text.clone(), size: 14 })
         .collect();
-    annotate(&grid, left, 0, &captions, register_font(None)).save(&out)?;
+    annotate(&grid, left, 0, &captions, register_font(None)).save(out)?;
     println!(
         "RMSE on [-1, 1] pixels over 16 digits; grid {} from t=999 to t_min, encode + decode. \
          {out}: row 1 originals, then per solver and step count: latent noise / 3, reconstruction.",
-        spacing_name(&spacing)
+        spacing_name(spacing)
     );
     Ok(())
 }

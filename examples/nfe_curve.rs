@@ -3,15 +3,14 @@
 //! from `tools/nfe_curve_diffusers.py` (same problem, same noise, same CSV format).
 //!
 //! ```text
-//! /root/venv-diff/bin/python tools/nfe_curve_diffusers.py      # -> bench_results/nfe_diffusers.csv
+//! python -m venv .venv && .venv/bin/pip install -r tools/requirements.txt
+//! .venv/bin/python tools/nfe_curve_diffusers.py                # -> bench_results/nfe_diffusers.csv
 //! cargo run --release --example nfe_curve                      # -> bench_results/nfe_ours.csv,
 //!                                                              #    nfe_*.png, nfe_tables.md
 //! ```
 //!
-//! Options: `--out DIR` (default `bench_results`), `--diffusers CSV` (default
-//! `DIR/nfe_diffusers.csv`; skipped if missing), `--font TTF` (default: DejaVu Sans from the usual
-//! system paths, e.g. Debian's `fonts-dejavu-core`; without a font the plots have no text),
-//! `--nfe 4,5,...`, `--problem gm`. For the bundled MNIST UNet, which has no exact answer, the
+//! `--help` lists the options (output folder, diffusers' CSV, font, NFE list, problem; without a
+//! font, e.g. Debian's `fonts-dejavu-core`, the plots have no text). For the bundled MNIST UNet, which has no exact answer, the
 //! same measurement (RMSE against a 500-step DPM-Solver++(3M) solve from the same noise, at any
 //! NFE list) is `cargo run --release --features unet --example compare -- --nfe 4,5,6,8,10,15,20`.
 //!
@@ -32,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use clap::Parser;
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 use plotters::prelude::*;
@@ -41,45 +41,30 @@ use text::register_font;
 
 type Res<T> = std::result::Result<T, Box<dyn StdError>>;
 
-const DEFAULT_NFE: [usize; 9] = [4, 5, 6, 8, 10, 15, 20, 25, 50];
-
 /// Which problem to sample.
 enum Problem {
     /// The Gaussian mixture with its exact denoiser and exact endpoint.
     Gm { gm: GaussianMixture, noise: Tensor },
 }
 
+/// NFE-vs-error curves of the solvers on the Gaussian mixture, with diffusers' curves overlaid.
+#[derive(Parser, Debug)]
 struct Args {
+    /// Output folder
+    #[arg(long, default_value = "bench_results")]
     out: PathBuf,
+    /// diffusers' curves (tools/nfe_curve_diffusers.py); default OUT/nfe_diffusers.csv, skipped if missing
+    #[arg(long, value_name = "CSV")]
     diffusers: Option<PathBuf>,
+    /// TrueType font for the plot text (default: DejaVu Sans from the usual system paths)
+    #[arg(long, value_name = "TTF")]
     font: Option<PathBuf>,
-    nfes: Vec<usize>,
+    /// Comma-separated NFE budgets
+    #[arg(long, value_delimiter = ',', default_value = "4,5,6,8,10,15,20,25,50", value_parser = clap::value_parser!(u32).range(1..))]
+    nfe: Vec<u32>,
+    /// The problem (gm: the Gaussian mixture of tests/fixtures/diffusers_parity.safetensors)
+    #[arg(long, default_value = "gm")]
     problem: String,
-}
-
-fn parse_args() -> Res<Args> {
-    let mut out = PathBuf::from("bench_results");
-    let mut diffusers = None;
-    let mut font = None;
-    let mut nfes = DEFAULT_NFE.to_vec();
-    let mut problem = "gm".to_string();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--out" => out = PathBuf::from(val()?),
-            "--diffusers" => diffusers = Some(PathBuf::from(val()?)),
-            "--font" => font = Some(PathBuf::from(val()?)),
-            "--nfe" => nfes = val()?.split(',').map(|s| s.trim().parse()).collect::<std::result::Result<_, _>>()?,
-            "--problem" => problem = val()?,
-            "-h" | "--help" => {
-                println!("usage: nfe_curve [--out DIR] [--diffusers CSV] [--font TTF] [--nfe 4,5,..] [--problem gm]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(Args { out, diffusers, font, nfes, problem })
 }
 
 fn load_problem(name: &str) -> Res<Problem> {
@@ -112,11 +97,11 @@ struct Run {
     wall: f64,
 }
 
-fn go<S: Solver>(solver: &S, mut model: Model, grid: &Grid, noise: &Tensor) -> Res<Run> {
+fn go(solver: &AnySolver, mut model: Model, grid: &Grid, noise: &Tensor) -> Res<Run> {
     let count = grid.len();
     let mut x_last = noise.clone();
     let t0 = Instant::now();
-    let x_end = sample_with(solver, &mut model, grid, noise, |p| {
+    let x_end = sample_with(solver, &mut model, grid, noise, &mut SeededNoise::new(0), |p| {
         if p.step + 1 == p.count {
             x_last = p.x.clone();
         }
@@ -135,17 +120,46 @@ fn go<S: Solver>(solver: &S, mut model: Model, grid: &Grid, noise: &Tensor) -> R
     })
 }
 
-/// A solver setting: a label pair and how to run it at (about) `nfe` evaluations.
+/// Where a setting's sampling times come from.
+enum Times {
+    /// `Grid::new` with this spacing and end.
+    Spacing(Spacing, End),
+    /// EulerDiscrete's and HeunDiscrete's grid and start ([`k_diffusion_grid`], [`k_diffusion_start`]).
+    KDiffusion,
+}
+
+/// A solver setting: a label pair, the solver (its NFE per step comes from its metadata), its
+/// grid and whether the model clips `x0` (diffusers' DDIM default).
 struct Setting {
     solver: &'static str,
     settings: &'static str,
-    /// NFE per step (Heun: 2, minus one for its final Euler step).
-    two_nfe: bool,
-    run: fn(&DiscreteVp, &GaussianMixture, &Tensor, usize) -> Res<Run>,
+    make: fn() -> AnySolver,
+    times: Times,
+    clip: bool,
 }
 
-fn eps_model<'a>(s: &'a DiscreteVp, gm: &'a GaussianMixture) -> Model<'a> {
-    Model::new(gm.denoiser(s, Prediction::Epsilon), s, Prediction::Epsilon)
+impl Setting {
+    fn end(&self) -> End {
+        match self.times {
+            Times::Spacing(_, end) => end,
+            Times::KDiffusion => End::Clean,
+        }
+    }
+
+    fn run(&self, s: &DiscreteVp, gm: &GaussianMixture, x: &Tensor, steps: usize) -> Res<Run> {
+        let mut model = Model::new(gm.denoiser(s, Prediction::Epsilon), s, Prediction::Epsilon);
+        if self.clip {
+            model = model.with_data_transform(DataTransform::Clip { range: 1.0 })?;
+        }
+        let solver = (self.make)();
+        match &self.times {
+            Times::Spacing(spacing, end) => go(&solver, model, &Grid::new(s, spacing, steps, *end)?, x),
+            Times::KDiffusion => {
+                let grid = k_diffusion_grid(s, steps)?;
+                go(&solver, model, &grid, &k_diffusion_start(&grid, x)?)
+            }
+        }
+    }
 }
 
 const LINSPACE_ROUND: Spacing = Spacing::Linspace { round: true, skip_zero: true };
@@ -190,180 +204,77 @@ fn dpm(order: usize, third: ThirdOrder, diffusers_policy: bool) -> DpmSolverMult
 }
 
 fn settings() -> Vec<Setting> {
+    let row = |solver, settings, make, times| Setting { solver, settings, make, times, clip: false };
+    let lin = |end| Times::Spacing(LINSPACE_ROUND, end);
     vec![
         // --- diffusers' schedulers, reproduced (parity rows: settings = "diffusers") ---
         Setting {
-            solver: "DDIM",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let grid = Grid::new(s, &Spacing::Leading { steps_offset: 0, skip_zero: false }, n, End::Clean)?;
-                let model = eps_model(s, gm).with_data_transform(DataTransform::Clip { range: 1.0 })?;
-                go(&Ddim::default(), model, &grid, x)
-            },
+            clip: true,
+            ..row(
+                "DDIM",
+                "diffusers",
+                || AnySolver::new(Ddim::default()),
+                Times::Spacing(Spacing::Leading { steps_offset: 0, skip_zero: false }, End::Clean),
+            )
         },
-        Setting {
-            solver: "Euler",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let grid = k_diffusion_grid(s, n)?;
-                go(&Euler, eps_model(s, gm), &grid, &k_diffusion_start(&grid, x)?)
-            },
-        },
-        Setting {
-            solver: "Heun",
-            settings: "diffusers",
-            two_nfe: true,
-            run: |s, gm, x, n| {
-                let grid = k_diffusion_grid(s, n)?;
-                go(&Heun::default(), eps_model(s, gm), &grid, &k_diffusion_start(&grid, x)?)
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &DpmSolverMultistep::diffusers_default(),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Reference, true),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::diffusers_default(), eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DEIS-2",
-            settings: "diffusers",
-            two_nfe: false,
-            // diffusers' DEIS has no final_sigmas_type: it ends at sigma(t = 0), not at sigma = 0
-            run: |s, gm, x, n| {
-                go(&Deis::diffusers_default(), eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Min)?, x)
-            },
-        },
-        Setting {
-            solver: "DEIS-3",
-            settings: "diffusers",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                let mut deis = Deis::diffusers_default();
-                deis.policy.order = 3;
-                go(&deis, eps_model(s, gm), &Grid::new(s, &LINSPACE_ROUND, n, End::Min)?, x)
-            },
-        },
+        row("Euler", "diffusers", || AnySolver::new(Euler), Times::KDiffusion),
+        row("Heun", "diffusers", || AnySolver::new(Heun::default()), Times::KDiffusion),
+        row("DPM++2M", "diffusers", || AnySolver::new(DpmSolverMultistep::diffusers_default()), lin(End::Clean)),
+        row("DPM++3M", "diffusers", || AnySolver::new(dpm(3, ThirdOrder::Reference, true)), lin(End::Clean)),
+        row("UniPC-bh2", "diffusers", || AnySolver::new(UniPc::diffusers_default()), lin(End::Clean)),
+        // diffusers' DEIS has no final_sigmas_type: it ends at sigma(t = 0), not at sigma = 0
+        row("DEIS-2", "diffusers", || AnySolver::new(Deis::diffusers_default()), lin(End::Min)),
+        row("DEIS-3", "diffusers", || AnySolver::new(Deis { policy: OrderPolicy::diffusers(3) }), lin(End::Min)),
         // --- this crate's choices ---
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; diffusers grid",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, true),
-                    eps_model(s, gm),
-                    &Grid::new(s, &LINSPACE_ROUND, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(2, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++2M",
-            settings: "Karras rho=7",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&dpm(2, ThirdOrder::Taylor, false), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; Karras rho=7",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&dpm(3, ThirdOrder::Taylor, false), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "DPM++3M",
-            settings: "Taylor D2; time-quadratic",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(
-                    &dpm(3, ThirdOrder::Taylor, false),
-                    eps_model(s, gm),
-                    &Grid::new(s, &Spacing::TimeQuadratic, n, End::Clean)?,
-                    x,
-                )
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::order(2), eps_model(s, gm), &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "UniPC-bh2 order 3",
-            settings: "uniform lambda",
-            two_nfe: false,
-            run: |s, gm, x, n| {
-                go(&UniPc::order(3), eps_model(s, gm), &Grid::new(s, &Spacing::UniformLambda, n, End::Clean)?, x)
-            },
-        },
-        Setting {
-            solver: "Heun",
-            settings: "Karras rho=7",
-            two_nfe: true,
-            run: |s, gm, x, n| go(&Heun::default(), eps_model(s, gm), &Grid::new(s, &KARRAS, n, End::Clean)?, x),
-        },
+        row(
+            "DPM++3M",
+            "Taylor D2; diffusers grid",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, true)),
+            lin(End::Clean),
+        ),
+        row(
+            "DPM++2M",
+            "uniform lambda",
+            || AnySolver::new(dpm(2, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "DPM++2M",
+            "Karras rho=7",
+            || AnySolver::new(dpm(2, ThirdOrder::Taylor, false)),
+            Times::Spacing(KARRAS, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; uniform lambda",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; Karras rho=7",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(KARRAS, End::Clean),
+        ),
+        row(
+            "DPM++3M",
+            "Taylor D2; time-quadratic",
+            || AnySolver::new(dpm(3, ThirdOrder::Taylor, false)),
+            Times::Spacing(Spacing::TimeQuadratic, End::Clean),
+        ),
+        row(
+            "UniPC-bh2",
+            "uniform lambda",
+            || AnySolver::new(UniPc::order(2)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row(
+            "UniPC-bh2 order 3",
+            "uniform lambda",
+            || AnySolver::new(UniPc::order(3)),
+            Times::Spacing(Spacing::UniformLambda, End::Clean),
+        ),
+        row("Heun", "Karras rho=7", || AnySolver::new(Heun::default()), Times::Spacing(KARRAS, End::Clean)),
     ]
 }
 
@@ -427,7 +338,7 @@ fn rmse(a: &Tensor, b: &Tensor) -> Res<f64> {
 }
 
 fn main() -> Res<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let Problem::Gm { gm, noise } = load_problem(&args.problem)?;
     std::fs::create_dir_all(&args.out)?;
     let schedules = [
@@ -449,15 +360,15 @@ fn main() -> Res<()> {
     for (si, (sname, sched)) in schedules.iter().enumerate() {
         for setting in settings() {
             let mut done = Vec::new();
-            for &nfe in &args.nfes {
-                let steps = if setting.two_nfe { nfe.div_ceil(2).max(1) } else { nfe };
+            for nfe in args.nfe.iter().map(|&n| n as usize) {
+                let steps = steps_for_nfe(&(setting.make)(), nfe, setting.end())?;
                 if done.contains(&steps) {
                     continue;
                 }
                 done.push(steps);
                 // a solver bug must not take the whole harness down: report it and go on
                 let attempt =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (setting.run)(sched, &gm, &noise, steps)));
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setting.run(sched, &gm, &noise, steps)));
                 let run = match attempt {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => {

@@ -18,66 +18,45 @@
 //! The work is `diffusion_samplers::diffusers::solve_problem`.
 
 use candle_core::DType;
+use clap::{Parser, ValueEnum};
 use diffusion_samplers::diffusers::{solve_problem, DiffusersSampler, Problem, SolveOptions};
 
-const USAGE: &str =
-    "usage: solve --config scheduler_config.json --steps N --problem (FILE.safetensors|diffusers-dummy) \
---out OUT.safetensors [--dtype f64|f32] [--mu MU]";
-
+/// Run a diffusers scheduler_config.json on a problem and write the final sample, the model
+/// times called and the NFE to a safetensors file.
+#[derive(Parser, Debug)]
 struct Args {
+    /// The scheduler_config.json
+    #[arg(long, value_name = "FILE")]
     config: String,
-    steps: usize,
+    /// Inference steps
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    /// A safetensors Gaussian-mixture problem, or `diffusers-dummy`
+    #[arg(long, value_name = "FILE|diffusers-dummy")]
     problem: String,
+    /// Output safetensors file
+    #[arg(long, value_name = "FILE")]
     out: String,
-    dtype: DType,
+    /// Working dtype of the sample
+    #[arg(long, value_enum, default_value_t = Dtype::F64)]
+    dtype: Dtype,
+    /// `mu` of `set_timesteps(mu=...)` for configs with dynamic shifting
+    #[arg(long, value_parser = finite)]
     mu: Option<f64>,
 }
 
-fn parse(args: &[String]) -> Result<Args, String> {
-    let (mut config, mut steps, mut problem, mut out, mut dtype, mut mu) = (None, None, None, None, DType::F64, None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => config = Some(value()?),
-            "--steps" => {
-                let v = value()?;
-                let n: usize = v.parse().map_err(|_| format!("--steps must be a positive integer, got {v:?}"))?;
-                if n == 0 {
-                    return Err("--steps must be at least 1".into());
-                }
-                steps = Some(n);
-            }
-            "--problem" => problem = Some(value()?),
-            "--out" => out = Some(value()?),
-            "--dtype" => {
-                dtype = match value()?.as_str() {
-                    "f64" => DType::F64,
-                    "f32" => DType::F32,
-                    other => return Err(format!("--dtype must be f64 or f32, got {other:?}")),
-                }
-            }
-            "--mu" => {
-                let v = value()?;
-                let m: f64 = v.parse().map_err(|_| format!("--mu must be a number, got {v:?}"))?;
-                if !m.is_finite() {
-                    return Err("--mu must be finite".into());
-                }
-                mu = Some(m);
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+/// The working dtypes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dtype {
+    F64,
+    F32,
+}
+
+fn finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m.is_finite() => Ok(m),
+        _ => Err(format!("must be a finite number, got {s:?}")),
     }
-    let need = |v: Option<String>, name: &str| v.ok_or_else(|| format!("missing {name}"));
-    Ok(Args {
-        config: need(config, "--config")?,
-        steps: steps.ok_or("missing --steps")?,
-        problem: need(problem, "--problem")?,
-        out: need(out, "--out")?,
-        dtype,
-        mu,
-    })
 }
 
 fn run(args: &Args) -> diffusion_samplers::Result<usize> {
@@ -86,20 +65,18 @@ fn run(args: &Args) -> diffusion_samplers::Result<usize> {
         sampler = sampler.mu(mu)?;
     }
     let problem = Problem::parse(&args.problem)?;
-    let out = solve_problem(&sampler, &problem, SolveOptions { steps: args.steps, dtype: args.dtype })?;
+    let dtype = match args.dtype {
+        Dtype::F64 => DType::F64,
+        Dtype::F32 => DType::F32,
+    };
+    let out = solve_problem(&sampler, &problem, SolveOptions { steps: args.steps as usize, dtype })?;
     out.save(&args.out)?;
     Ok(out.nfe)
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse(&argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("solve: {e}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    // a bad or misspelled flag is an error with a suggestion, exit status 2
+    let args = Args::parse();
     match run(&args) {
         Ok(nfe) => println!("wrote {} ({} steps, {nfe} model evaluations)", args.out, args.steps),
         Err(e) => {

@@ -106,6 +106,36 @@ pub enum Error {
         got: String,
     },
 
+    /// Caller-supplied noise ([`crate::TensorNoise`]) ran out.
+    #[error(
+        "the supplied noise held {supplied} draws and the sampler asked for another: supply one draw per \
+         noise-adding step (a stochastic solver draws once per step)"
+    )]
+    NoiseExhausted {
+        /// Draws supplied (and used).
+        supplied: usize,
+    },
+
+    /// A caller-supplied noise tensor's shape differs from the sample's.
+    #[error("supplied noise draw {draw} has shape {got:?} but the sample has shape {expected:?}: supply noise shaped like the sample")]
+    NoiseShape {
+        /// 0-based index of the draw.
+        draw: usize,
+        /// The sample's shape.
+        expected: Shape,
+        /// The draw's shape.
+        got: Shape,
+    },
+
+    /// A solver name that the registry ([`crate::names`]) does not know.
+    #[error("unknown solver `{name}`: use one of {known}")]
+    UnknownSolver {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+
     /// The combination of options is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),

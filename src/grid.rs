@@ -3,9 +3,11 @@
 //!
 //! Validation happens once, when the grid is built: at least one step, `lambda` strictly
 //! monotone, `sigma = 0` only at the end and `alpha = 0` only at the start. Solvers never check
-//! indices.
+//! indices. The sampling loop walks any list of steps (`AsRef<[Step]>`): a [`Grid`], or an
+//! explicit `Vec<Step>` such as a diffusers plan whose steps may end off the next step's start.
 
 use crate::error::{config_err, Error, Result};
+use crate::math::numpy::{arange, linspace};
 use crate::schedule::{Point, Scheduler};
 
 /// How sampling times are placed between the schedule's start and the grid's [`End`].
@@ -51,6 +53,49 @@ pub enum Spacing {
     Trailing,
 }
 
+/// diffusers' three timestep spacings (`set_timesteps` of its DDPM-family schedulers), written
+/// once: [`Spacing`]'s discrete spacings and every diffusers planner use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum DiffusersTimesteps {
+    /// `arange(count) * (top // count) + steps_offset`.
+    Leading {
+        /// Added to every timestep.
+        steps_offset: usize,
+    },
+    /// `linspace(0, top - 1, count)`, rounded half to even when `round`.
+    Linspace {
+        /// Round to integers.
+        round: bool,
+    },
+    /// `round(arange(top, 0, -stride)) - 1` (numpy's `arange`: its count follows from the stride).
+    Trailing {
+        /// The stride (diffusers: `num_train_timesteps / steps`).
+        stride: f64,
+    },
+}
+
+/// The training timesteps of `rule` below `top` (the table size, or diffusers' `last_timestep`),
+/// `count` of them (trailing: as many as the stride gives), ascending.
+pub(crate) fn diffusers_timesteps(rule: DiffusersTimesteps, top: usize, count: usize) -> Vec<f64> {
+    match rule {
+        DiffusersTimesteps::Leading { steps_offset } => {
+            let ratio = top / count.max(1);
+            (0..count).map(|i| (i * ratio).saturating_add(steps_offset) as f64).collect()
+        }
+        DiffusersTimesteps::Linspace { round } => {
+            let ts = linspace(0.0, top as f64 - 1.0, count);
+            if round {
+                ts.into_iter().map(f64::round_ties_even).collect()
+            } else {
+                ts
+            }
+        }
+        DiffusersTimesteps::Trailing { stride } => {
+            arange(top as f64, 0.0, -stride).into_iter().rev().map(|t| t.round_ties_even() - 1.0).collect()
+        }
+    }
+}
+
 /// Where a grid ends.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum End {
@@ -62,20 +107,45 @@ pub enum End {
     At(f64),
 }
 
+/// What the sampling loop does at a [`Step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StepKind {
+    /// The solver advances the sample from `from` to `to` (every step of a [`Grid`]).
+    #[default]
+    Solve,
+    /// The network is evaluated once at `from` and the sample is left as it is; the solver is not
+    /// called. diffusers' multistep schedulers do this on a repeated final sigma (a step of length
+    /// 0 that still calls the model, e.g. Karras sigmas with `final_sigmas_type = "sigma_min"`).
+    EvaluateOnly,
+}
+
 /// One solver step: from `from` to `to`, the `index`-th (0-based) of `count`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
-    /// 0-based position in the grid.
+    /// 0-based position in the list of steps.
     pub index: usize,
-    /// Number of steps in the grid.
+    /// Number of steps in the list.
     pub count: usize,
     /// Where the step starts.
     pub from: Point,
     /// Where the step ends.
     pub to: Point,
+    /// What the loop does here.
+    pub kind: StepKind,
 }
 
 impl Step {
+    /// A [`StepKind::Solve`] step.
+    pub fn new(index: usize, count: usize, from: Point, to: Point) -> Step {
+        Step { index, count, from, to, kind: StepKind::Solve }
+    }
+
+    /// The steps between consecutive `points` (all [`StepKind::Solve`]).
+    pub fn chain(points: &[Point]) -> Vec<Step> {
+        let count = points.len().saturating_sub(1);
+        points.windows(2).enumerate().map(|(index, w)| Step::new(index, count, w[0], w[1])).collect()
+    }
+
     /// `lambda_to - lambda_from` (positive when sampling, negative when inverting).
     pub fn h(&self) -> f64 {
         self.to.lambda - self.from.lambda
@@ -102,6 +172,13 @@ impl Step {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
     points: Vec<Point>,
+    steps: Vec<Step>,
+}
+
+impl AsRef<[Step]> for Grid {
+    fn as_ref(&self) -> &[Step] {
+        &self.steps
+    }
 }
 
 impl Grid {
@@ -174,31 +251,23 @@ impl Grid {
                     .collect();
                 continuous(points)
             }
-            Spacing::Leading { steps_offset, skip_zero } => {
+            Spacing::Leading { .. } | Spacing::Linspace { .. } | Spacing::Trailing => {
                 let n_train = discrete_steps(schedule, spacing, steps)?;
-                let spaced = if *skip_zero { steps + 1 } else { steps };
-                let ratio = n_train / spaced;
-                if ratio == 0 {
-                    return Err(Error::TooManySteps { steps, max: n_train - usize::from(*skip_zero) });
-                }
-                let ts = (0..steps).map(|i| ((spaced - 1 - i) * ratio).saturating_add(*steps_offset) as f64);
-                finish(ts.map(|t| schedule.point(t)).collect())
-            }
-            Spacing::Linspace { round, skip_zero } => {
-                let n_train = discrete_steps(schedule, spacing, steps)?;
-                let spaced = if *skip_zero { steps + 1 } else { steps };
-                let mut ts = linspace(0.0, (n_train - 1) as f64, spaced);
-                if *round {
-                    ts.iter_mut().for_each(|t| *t = t.round_ties_even());
-                }
-                ts.reverse();
-                ts.truncate(steps);
-                finish(ts.into_iter().map(|t| schedule.point(t)).collect())
-            }
-            Spacing::Trailing => {
-                let n_train = discrete_steps(schedule, spacing, steps)?;
-                let ratio = n_train as f64 / steps as f64;
-                let ts = (0..steps).map(|i| (n_train as f64 - i as f64 * ratio).round_ties_even() - 1.0);
+                // `skip_zero` spaces one more timestep and drops the smallest
+                let (rule, spaced) = match *spacing {
+                    Spacing::Leading { steps_offset, skip_zero } => {
+                        let spaced = steps + usize::from(skip_zero);
+                        if n_train / spaced == 0 {
+                            return Err(Error::TooManySteps { steps, max: n_train - usize::from(skip_zero) });
+                        }
+                        (DiffusersTimesteps::Leading { steps_offset }, spaced)
+                    }
+                    Spacing::Linspace { round, skip_zero } => {
+                        (DiffusersTimesteps::Linspace { round }, steps + usize::from(skip_zero))
+                    }
+                    _ => (DiffusersTimesteps::Trailing { stride: n_train as f64 / steps as f64 }, steps),
+                };
+                let ts = diffusers_timesteps(rule, n_train, spaced).into_iter().rev().take(steps);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
         }
@@ -227,44 +296,13 @@ impl Grid {
     /// A grid through explicit points, validated: at least two points, no NaN, `lambda` strictly
     /// monotone, `sigma = 0` only last and `alpha = 0` only first.
     pub fn from_points(points: Vec<Point>) -> Result<Grid> {
-        if points.len() < 2 {
-            return Err(Error::ZeroSteps);
-        }
-        for (i, p) in points.iter().enumerate() {
-            if p.lambda.is_nan() || !p.alpha.is_finite() || !p.sigma.is_finite() || p.alpha < 0.0 || p.sigma < 0.0 {
-                return Err(Error::InvalidGrid(format!(
-                    "point {i} (t = {}) has alpha = {}, sigma = {}: both must be finite, non-negative and not both 0",
-                    p.t, p.alpha, p.sigma
-                )));
-            }
-            if p.sigma == 0.0 && i + 1 != points.len() {
-                return Err(Error::InvalidGrid(format!(
-                    "sigma = 0 at point {i} of {}: only the last point may be noise-free",
-                    points.len()
-                )));
-            }
-            if p.alpha == 0.0 && i != 0 {
-                return Err(Error::InvalidGrid(format!(
-                    "alpha = 0 at point {i}: only the first point may be pure noise"
-                )));
-            }
-        }
-        let increasing = points[1].lambda > points[0].lambda;
-        for (i, w) in points.windows(2).enumerate() {
-            let ok = if increasing { w[1].lambda > w[0].lambda } else { w[1].lambda < w[0].lambda };
-            if !ok {
-                return Err(Error::InvalidGrid(format!(
-                    "lambda is not strictly monotone at points {i} and {} (t = {} and {}, lambda = {} and {}): \
-                     remove repeated or out-of-order times",
-                    i + 1,
-                    w[0].t,
-                    w[1].t,
-                    w[0].lambda,
-                    w[1].lambda
-                )));
-            }
-        }
-        Ok(Grid { points })
+        validate_points(&points)?;
+        Ok(Grid::unchecked(points))
+    }
+
+    fn unchecked(points: Vec<Point>) -> Grid {
+        let steps = Step::chain(&points);
+        Grid { points, steps }
     }
 
     /// The points, in the order the solver visits them.
@@ -289,8 +327,7 @@ impl Grid {
 
     /// The steps, in order.
     pub fn steps(&self) -> impl Iterator<Item = Step> + '_ {
-        let count = self.len();
-        self.points.windows(2).enumerate().map(move |(index, w)| Step { index, count, from: w[0], to: w[1] })
+        self.steps.iter().copied()
     }
 
     /// The same points in reverse order (an inversion grid from a sampling grid and back).
@@ -307,7 +344,7 @@ impl Grid {
         if k >= self.len() {
             return Err(Error::ZeroSteps);
         }
-        Ok(Grid { points: self.points[k..].to_vec() })
+        Ok(Grid::unchecked(self.points[k..].to_vec()))
     }
 
     /// The image-to-image grid for `strength` in `[0, 1]`, as diffusers computes it: the last
@@ -334,14 +371,100 @@ impl Grid {
     }
 }
 
-/// numpy's `linspace` to the last bit (`start + i * step`, last point exact): diffusers rounds
-/// these values, and `999 * 15 / 30` is 499.5 where numpy's `15 * 33.3` is 499.49999999999994.
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    if n == 1 {
-        return vec![start];
+/// [`Grid::from_points`]' checks: at least two points, no NaN, `lambda` strictly monotone,
+/// `sigma = 0` only last and `alpha = 0` only first.
+fn validate_points(points: &[Point]) -> Result<()> {
+    if points.len() < 2 {
+        return Err(Error::ZeroSteps);
     }
-    let step = (end - start) / (n - 1) as f64;
-    (0..n).map(|i| if i + 1 == n { end } else { start + i as f64 * step }).collect()
+    for (i, p) in points.iter().enumerate() {
+        if p.lambda.is_nan() || !p.alpha.is_finite() || !p.sigma.is_finite() || p.alpha < 0.0 || p.sigma < 0.0 {
+            return Err(Error::InvalidGrid(format!(
+                "point {i} (t = {}) has alpha = {}, sigma = {}: both must be finite, non-negative and not both 0",
+                p.t, p.alpha, p.sigma
+            )));
+        }
+        if p.sigma == 0.0 && i + 1 != points.len() {
+            return Err(Error::InvalidGrid(format!(
+                "sigma = 0 at point {i} of {}: only the last point may be noise-free",
+                points.len()
+            )));
+        }
+        if p.alpha == 0.0 && i != 0 {
+            return Err(Error::InvalidGrid(format!("alpha = 0 at point {i}: only the first point may be pure noise")));
+        }
+    }
+    let increasing = points[1].lambda > points[0].lambda;
+    for (i, w) in points.windows(2).enumerate() {
+        let ok = if increasing { w[1].lambda > w[0].lambda } else { w[1].lambda < w[0].lambda };
+        if !ok {
+            return Err(Error::InvalidGrid(format!(
+                "lambda is not strictly monotone at points {i} and {} (t = {} and {}, lambda = {} and {}): \
+                 remove repeated or out-of-order times",
+                i + 1,
+                w[0].t,
+                w[1].t,
+                w[0].lambda,
+                w[1].lambda
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The sampling loop's check of a list of steps (a [`Grid`]'s steps pass it by construction):
+/// at least one step, `index` and `count` consistent with the position, finite non-negative
+/// `alpha` and `sigma` (not both 0), and every step of non-zero length going the same way in
+/// `lambda` (all towards less noise, or all towards more).
+pub(crate) fn validate_steps(steps: &[Step]) -> Result<()> {
+    if steps.is_empty() {
+        return Err(Error::ZeroSteps);
+    }
+    let mut direction = 0.0f64;
+    for (i, st) in steps.iter().enumerate() {
+        if st.index != i || st.count != steps.len() {
+            return Err(Error::InvalidGrid(format!(
+                "step {i} of {} is labelled {} of {}: number the steps 0..{} with count {}",
+                steps.len(),
+                st.index,
+                st.count,
+                steps.len(),
+                steps.len()
+            )));
+        }
+        for p in [&st.from, &st.to] {
+            let ok =
+                !p.lambda.is_nan() && p.alpha.is_finite() && p.sigma.is_finite() && p.alpha >= 0.0 && p.sigma >= 0.0;
+            if !ok {
+                return Err(Error::InvalidGrid(format!(
+                    "step {i} has a point (t = {}) with alpha = {}, sigma = {}: both must be finite, non-negative \
+                     and not both 0",
+                    p.t, p.alpha, p.sigma
+                )));
+            }
+        }
+        if st.kind == StepKind::EvaluateOnly {
+            continue;
+        }
+        let h = st.h();
+        if h.is_nan() || (h != 0.0 && direction != 0.0 && h.signum() != direction) {
+            return Err(Error::InvalidGrid(format!(
+                "step {i} goes from lambda = {} to {}, against the direction of the steps before it: the steps \
+                 must all go towards less noise (sampling) or all towards more (inversion)",
+                st.from.lambda, st.to.lambda
+            )));
+        }
+        if h != 0.0 {
+            direction = h.signum();
+        }
+    }
+    Ok(())
+}
+
+/// True when the solver steps of `steps` go towards less noise (sampling); false for an
+/// inversion (steps of length 0 and [`StepKind::EvaluateOnly`] steps do not count).
+pub fn is_denoising(steps: &[Step]) -> bool {
+    steps.iter().filter(|s| s.kind == StepKind::Solve).map(|s| s.h()).find(|h| *h != 0.0).map_or(true, |h| h > 0.0)
 }
 
 fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing: &Spacing) -> Result<(f64, f64)> {

@@ -1,14 +1,26 @@
 //! # diffusion-samplers
 //!
-//! Sample diffusion models by solving their probability-flow ODE in few network evaluations, on
-//! [candle](https://docs.rs/candle-core) tensors: DDIM, Euler, Heun and multistep
-//! DPM-Solver / DPM-Solver++ today, with numbers checked against exact solutions and against
-//! diffusers.
+//! Sample diffusion models by solving their probability-flow ODE (or the reverse SDE) in few
+//! network evaluations, on [candle](https://docs.rs/candle-core) tensors, with numbers checked
+//! against exact solutions and against diffusers.
 //!
-//! The pieces: a [`Scheduler`] (noise schedule) gives `alpha`, `sigma` and `lambda` at each time;
-//! a [`Spacing`] places the sampling times into a validated [`Grid`]; a [`Model`] wraps your
-//! network (any [`Denoiser`]) and converts its output; a [`Solver`] advances one step; [`sample()`]
-//! is the loop.
+//! The pieces: a [`Scheduler`] (noise schedule: [`DiscreteVp`], [`ContinuousVp`], [`CosineVp`],
+//! [`Edm`], [`RectifiedFlow`]) gives `alpha`, `sigma` and `lambda` at each time; a [`Spacing`]
+//! places the sampling times into a validated [`Grid`]; a [`Model`] wraps your network (any
+//! [`Denoiser`]), converts its output and counts evaluations (with classifier-free guidance and
+//! clipping / dynamic thresholding as wrappers); a [`Solver`] advances one step; [`sample()`] /
+//! [`sample_with`] is the one loop, which owns the noise of stochastic solvers (a
+//! [`NoiseSource`]: [`SeededNoise`], [`TensorNoise`], a closure).
+//!
+//! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`], [`EulerAncestral`], [`Heun`] (EDM,
+//! with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
+//! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
+//! and [`Ipndm`]. Each reports its order, its network evaluations per step and whether it is
+//! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
+//! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
+//! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
+//! Gaussian mixture with its exact denoiser and exact ODE solution; the `unet` feature adds a
+//! diffusers-compatible `UNet2DModel`.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -35,6 +47,7 @@ mod error;
 pub mod grid;
 pub mod math;
 pub mod model;
+pub mod names;
 pub mod noise;
 mod ops;
 pub mod sample;
@@ -45,20 +58,20 @@ pub mod testing;
 pub mod unet;
 
 pub use error::{Error, Result};
-pub use grid::{End, Grid, Spacing, Step};
+pub use grid::{is_denoising, End, Grid, Spacing, Step, StepKind};
 pub use math::multistep::MultistepWeights;
 pub use math::{History, LowerOrderFinal, OrderPolicy};
 pub use model::{ClassifierFreeGuidance, DataTransform, Denoiser, DynamicThresholding, Linear, Model, Prediction};
-pub use noise::{NoiseSource, SeededNoise};
+pub use noise::{NoiseSource, SeededNoise, TensorNoise};
 pub use ops::{lincomb, lincomb_reference};
-pub use sample::{add_noise, invert, sample, sample_with, sample_with_state, Progress};
+pub use sample::{add_noise, invert, sample, sample_with, Progress};
 pub use schedule::{
     BetaSchedule, ContinuousVp, CosineVp, DiscreteVp, Edm, EdmModelTime, Point, RectifiedFlow, Scheduler,
+    TablePrecision,
 };
+pub use solvers::{nfe_of, steps_for_nfe, AnySolver, Solver, StepContext};
 pub use solvers::{AdaptiveInfo, DpmAdaptive, DpmFast, PlanForm, PlanStep, Planned, SecondOrder, SolverPlan};
-pub use solvers::{
-    Algorithm, Churn, Ddim, DdimState, DpmSolverMultistep, Euler, Heun, HeunState, Solver, SolverType, ThirdOrder,
-};
+pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, SolverType, ThirdOrder};
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};
 pub use solvers::{
     Ddpm, DdpmVariance, EulerAncestral, FinalNoise, Ipndm, Lms, Pndm, PndmCombine, PrkMidpoint, Warmup, ZeroAlphaStart,

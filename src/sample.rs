@@ -3,19 +3,20 @@
 
 use candle_core::Tensor;
 
-use crate::error::Result;
-use crate::grid::Grid;
+use crate::error::{Error, Result};
+use crate::grid::{is_denoising, validate_steps, Grid, Step, StepKind};
 use crate::model::Model;
+use crate::noise::{NoiseSource, SeededNoise};
 use crate::ops::lincomb;
 use crate::schedule::Point;
-use crate::solvers::Solver;
+use crate::solvers::{Solver, StepContext};
 
 /// What the loop reports after each step.
 #[derive(Debug)]
 pub struct Progress<'a> {
     /// Steps done (1-based).
     pub step: usize,
-    /// Steps in the grid.
+    /// Steps in the run.
     pub count: usize,
     /// Time reached.
     pub t: f64,
@@ -27,8 +28,9 @@ pub struct Progress<'a> {
     pub nfe: usize,
 }
 
-/// Run `solver` over `grid` from `x` (a sample at `grid.points()[0]`) and return the sample at
-/// the grid's end.
+/// Run `solver` over `steps` (a [`Grid`], or any list of [`Step`]s) from `x` (a sample at the
+/// first step's start) and return the sample at the last step's end. Stochastic solvers draw
+/// from `SeededNoise::new(0)`; [`sample_with`] takes another noise source and a progress callback.
 ///
 /// Errors name the solver and the step ([`crate::Error::Step`]).
 ///
@@ -44,42 +46,82 @@ pub struct Progress<'a> {
 /// for v in out.flatten_all()?.to_vec1::<f64>()? { assert!((v - 0.25).abs() < 1e-12) }
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
-pub fn sample<S: Solver>(solver: &S, model: &mut Model, grid: &Grid, x: &Tensor) -> Result<Tensor> {
-    sample_with(solver, model, grid, x, |_| {})
+pub fn sample<S, G>(solver: &S, model: &mut Model, steps: &G, x: &Tensor) -> Result<Tensor>
+where
+    S: Solver + ?Sized,
+    G: AsRef<[Step]> + ?Sized,
+{
+    sample_with(solver, model, steps, x, &mut SeededNoise::new(0), |_| {})
 }
 
-/// [`sample`] with a callback after every step (progress bars, previews, trajectories).
-pub fn sample_with<S: Solver>(
+/// The sampling loop: [`sample`] with the noise of the stochastic solvers from `noise` (seeded,
+/// caller-supplied tensors, a closure, a Brownian path) and a callback after every step
+/// (progress bars, previews, trajectories).
+///
+/// It checks the steps, lets the solver validate its configuration against them once
+/// ([`Solver::validate`]; a stochastic solver is refused on an inversion grid), then takes each
+/// step: [`StepKind::Solve`] steps through the solver, [`StepKind::EvaluateOnly`] steps by one
+/// network evaluation that leaves the sample as it is.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use diffusion_samplers::{sample_with, DiscreteVp, End, EulerAncestral, Grid, Model, Prediction, Spacing, TensorNoise};
+/// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+/// let grid = Grid::new(&s, &Spacing::UniformLambda, 4, End::Clean)?;
+/// let mut model = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &s, Prediction::Epsilon);
+/// let x = Tensor::ones(3, candle_core::DType::F64, &Device::Cpu)?;
+/// // the noise of each step supplied by the caller (e.g. recorded from another implementation)
+/// let mut noise = TensorNoise::new((0..3).map(|_| x.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?);
+/// let mut seen = vec![];
+/// sample_with(&EulerAncestral::default(), &mut model, &grid, &x, &mut noise, |p| seen.push(p.step))?;
+/// assert_eq!(seen, [1, 2, 3, 4]);
+/// assert_eq!(noise.remaining(), 0); // no noise is added on the step into sigma = 0
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+pub fn sample_with<S, G>(
     solver: &S,
     model: &mut Model,
-    grid: &Grid,
+    steps: &G,
     x: &Tensor,
-    on_step: impl FnMut(&Progress),
-) -> Result<Tensor> {
-    let mut state = solver.init_state(grid).map_err(|e| e.at_step(solver.name(), 0, grid.len()))?;
-    sample_with_state(solver, model, grid, x, &mut state, on_step)
-}
-
-/// [`sample_with`] from a caller-made solver state (e.g. a stochastic solver's state holding
-/// caller-supplied noise).
-pub fn sample_with_state<S: Solver>(
-    solver: &S,
-    model: &mut Model,
-    grid: &Grid,
-    x: &Tensor,
-    state: &mut S::State,
+    noise: &mut dyn NoiseSource,
     mut on_step: impl FnMut(&Progress),
-) -> Result<Tensor> {
+) -> Result<Tensor>
+where
+    S: Solver + ?Sized,
+    G: AsRef<[Step]> + ?Sized,
+{
+    let steps = steps.as_ref();
+    let at = |e: Error, index: usize| e.at_step(solver.name(), index, steps.len());
+    validate_steps(steps).map_err(|e| at(e, 0))?;
+    let solve: Vec<Step> = steps.iter().filter(|s| s.kind == StepKind::Solve).copied().collect();
+    if solver.is_stochastic() && !is_denoising(&solve) {
+        return Err(at(
+            Error::InvalidConfig(format!(
+                "{} is stochastic and cannot run on an inversion grid: invert with a deterministic solver (ddim, \
+                 dpmpp_2m, unipc_bh2_2, deis_2, ...) or the solver's deterministic setting",
+                solver.name()
+            )),
+            0,
+        ));
+    }
+    solver.validate(&solve).map_err(|e| at(e, 0))?;
+    let mut state = solver.init_state();
+    let mut ctx = StepContext { model, noise };
     let mut x = x.clone();
-    for step in grid.steps() {
-        x = solver.step(model, &step, &x, state).map_err(|e| e.at_step(solver.name(), step.index, step.count))?;
+    for step in steps {
+        match step.kind {
+            StepKind::Solve => x = solver.step(&mut ctx, step, &x, &mut state).map_err(|e| at(e, step.index))?,
+            StepKind::EvaluateOnly => {
+                ctx.model.raw(&x, &step.from).map_err(|e| at(e, step.index))?;
+            }
+        }
         on_step(&Progress {
             step: step.index + 1,
             count: step.count,
             t: step.to.t,
             sigma: step.to.sigma,
             x: &x,
-            nfe: model.nfe(),
+            nfe: ctx.model.nfe(),
         });
     }
     Ok(x)
@@ -88,7 +130,7 @@ pub fn sample_with_state<S: Solver>(
 /// Deterministic encoding: run `solver` over `grid` backwards, from a sample at the grid's end
 /// to the noise at its start (DDIM inversion, generalised to every deterministic solver).
 /// `grid` must end at `sigma > 0` ([`crate::End::Min`]); decode with [`sample`] on the same grid.
-pub fn invert<S: Solver>(solver: &S, model: &mut Model, grid: &Grid, x: &Tensor) -> Result<Tensor> {
+pub fn invert<S: Solver + ?Sized>(solver: &S, model: &mut Model, grid: &Grid, x: &Tensor) -> Result<Tensor> {
     sample(solver, model, &grid.reversed()?, x)
 }
 

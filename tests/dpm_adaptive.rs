@@ -76,7 +76,7 @@ fn fast_matches_kdiffusion() {
         let (smin, smax) = (case["sigma_min"].as_f64().unwrap(), case["sigma_max"].as_f64().unwrap());
         let nfe = case["nfe"].as_u64().unwrap() as usize;
         let sched = Edm::new(smin, smax, EdmModelTime::Sigma).unwrap();
-        let solver = DpmFast { nfe };
+        let solver = DpmFast::with_nfe(nfe);
         let grid = solver.grid(&sched, smax, smin).unwrap();
         let mut model = Model::new(fx.gm.denoiser(&sched, Prediction::Sample), &sched, Prediction::Sample);
         let out = sample(&solver, &mut model, &grid, &noise.affine(smax, 0.0).unwrap()).unwrap();
@@ -201,7 +201,7 @@ fn fast_converges_with_order_three() {
         let sched = sched.as_ref();
         let mut errs = vec![];
         for n in NS {
-            let solver = DpmFast { nfe: 3 * n - 1 };
+            let solver = DpmFast::with_nfe(3 * n - 1);
             let grid = Grid::new(sched, &Spacing::UniformLambda, n, End::Min).unwrap();
             let (t0, t1) = (grid.points()[0].t, grid.points()[n].t);
             let fast_grid = solver.grid(sched, t0, t1).unwrap();
@@ -226,7 +226,7 @@ fn fast_refuses_a_grid_of_the_wrong_length() {
     let grid = Grid::new(&s, &Spacing::UniformLambda, 5, End::Min).unwrap();
     let gm = GaussianMixture::example(4, 3, 0).unwrap();
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-    let err = sample(&DpmFast { nfe: 10 }, &mut model, &grid, &noise(2, 4, 0)).unwrap_err();
+    let err = sample(&DpmFast::with_nfe(10), &mut model, &grid, &noise(2, 4, 0)).unwrap_err();
     assert!(matches!(err.root(), Error::InvalidGrid(_)), "{err}");
     assert!(err.to_string().contains("DpmFast::grid"), "{err}");
     let _ = Tensor::zeros(1, candle_core::DType::F64, &candle_core::Device::Cpu);

@@ -154,7 +154,7 @@ fn invalid_solver_settings() {
         let err = sample(&DpmSolverMultistep::pp(order), &mut model, &grid, &x).unwrap_err();
         assert!(matches!(err.root(), Error::InvalidConfig(_)), "{err}");
     }
-    let err = sample(&Ddim { eta: -1.0, seed: 0 }, &mut model, &grid, &x).unwrap_err();
+    let err = sample(&Ddim { eta: -1.0 }, &mut model, &grid, &x).unwrap_err();
     assert!(matches!(err.root(), Error::InvalidConfig(_)), "{err}");
     assert!(Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon)
         .with_data_transform(DataTransform::Clip { range: 0.0 })

@@ -174,3 +174,17 @@ fn beta_tables() {
     );
     assert_close("squaredcos_cap_v2 f32", cos.alphas_cumprod(), &vec(&g, "alphas_cumprod.squaredcos_cap_v2"), 2e-5);
 }
+
+/// `trailing` is numpy's `round(arange(N, 0, -N / n)) - 1`: numpy's arange steps by
+/// `(N - N/n) - N`, not `N/n`, so at 48 steps of 1000 the timesteps 937.5 - 1 etc. land just below
+/// the tie and round down. Expected values from numpy 2 (`np.round(np.arange(1000, 0, -1000/48)) - 1`)
+/// at the indices where the exact decimal would round the other way.
+#[test]
+fn trailing_follows_numpy_arange() {
+    let s = schedule();
+    let g = Grid::new(&s, &Spacing::Trailing, 48, End::Clean).unwrap();
+    let t = timesteps(&g, |t| t);
+    assert_eq!(t.len(), 48);
+    assert_eq!((t[0], t[1], t[47]), (999.0, 978.0, 20.0));
+    assert_eq!([t[3], t[15], t[27], t[39]], [936.0, 686.0, 436.0, 186.0]);
+}

@@ -84,10 +84,11 @@ fn progress_callback_sees_every_step() {
     let grid = Grid::new(&s, &Spacing::Trailing, 6, End::Clean).unwrap();
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
     let mut seen = vec![];
-    let out = sample_with(&DpmSolverMultistep::pp(2), &mut model, &grid, &noise(2, 2, 0), |p| {
-        seen.push((p.step, p.count, p.t, p.sigma, p.nfe));
-    })
-    .unwrap();
+    let out =
+        sample_with(&DpmSolverMultistep::pp(2), &mut model, &grid, &noise(2, 2, 0), &mut SeededNoise::new(0), |p| {
+            seen.push((p.step, p.count, p.t, p.sigma, p.nfe));
+        })
+        .unwrap();
     assert_eq!(seen.len(), 6);
     for (i, (step, count, t, sigma, nfe)) in seen.iter().enumerate() {
         assert_eq!((*step, *count, *nfe), (i + 1, 6, i + 1));
@@ -133,7 +134,8 @@ fn ddim_eta_one_samples_the_data_distribution() {
     let n = 4000;
     let grid = Grid::new(&s, &Spacing::Leading { steps_offset: 0, skip_zero: false }, 1000, End::Clean).unwrap();
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-    let x = sample(&Ddim { eta: 1.0, seed: 7 }, &mut model, &grid, &noise(n, 2, 99)).unwrap();
+    let x =
+        sample_with(&Ddim { eta: 1.0 }, &mut model, &grid, &noise(n, 2, 99), &mut SeededNoise::new(7), |_| {}).unwrap();
     let v = x.to_vec2::<f64>().unwrap();
     let (w, m, sd) = ([0.4, 0.6], [[-0.5, 0.2], [0.6, -0.3]], [0.2, 0.3]);
     for d in 0..2 {
@@ -159,21 +161,17 @@ fn ddim_uses_the_supplied_noise_and_the_seed() {
     let gm = GaussianMixture::example(2, 2, 5).unwrap();
     let grid = Grid::new(&s, &Spacing::UniformTime, 10, End::Clean).unwrap();
     let x = noise(4, 2, 1);
-    let run = |solver: Ddim, state: Option<DdimState>| {
+    let run = |solver: Ddim, noise: &mut dyn NoiseSource| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        match state {
-            Some(mut st) => sample_with_state(&solver, &mut model, &grid, &x, &mut st, |_| {}).unwrap(),
-            None => sample(&solver, &mut model, &grid, &x).unwrap(),
-        }
+        sample_with(&solver, &mut model, &grid, &x, noise, |_| {}).unwrap()
     };
-    let a = run(Ddim { eta: 0.7, seed: 1 }, None);
-    let b = run(Ddim { eta: 0.7, seed: 1 }, None);
-    let c = run(Ddim { eta: 0.7, seed: 2 }, None);
+    let a = run(Ddim { eta: 0.7 }, &mut SeededNoise::new(1));
+    let b = run(Ddim { eta: 0.7 }, &mut SeededNoise::new(1));
+    let c = run(Ddim { eta: 0.7 }, &mut SeededNoise::new(2));
     assert_eq!(max_abs(&a, &b), 0.0);
     assert!(max_abs(&a, &c) > 1e-3);
     // zero injected noise: each step is alpha x0 + sqrt(sigma^2 - s^2) eps, checked by hand below
-    let solver = Ddim { eta: 0.7, seed: 0 };
-    let zero = run(solver, Some(solver.state_with_noise(|like: &Tensor| like.zeros_like())));
+    let zero = run(Ddim { eta: 0.7 }, &mut |like: &Tensor| like.zeros_like());
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
     let mut y = x.clone();
     for st in grid.steps() {
@@ -182,7 +180,7 @@ fn ddim_uses_the_supplied_noise_and_the_seed() {
         y = lincomb(&[(st.to.alpha, &x0), ((st.to.sigma.powi(2) - sd * sd).max(0.0).sqrt(), &eps)]).unwrap();
     }
     assert!(max_abs(&zero, &y) < 1e-12);
-    assert!(max_abs(&zero, &run(Ddim::default(), None)) > 1e-3);
+    assert!(max_abs(&zero, &run(Ddim::default(), &mut SeededNoise::new(0))) > 1e-3);
 }
 
 #[test]
@@ -193,10 +191,10 @@ fn heun_churn_is_seeded_and_stays_accurate_without_churn() {
     let x = (noise(64, 2, 3) * 80.0).unwrap();
     let run = |heun: Heun| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Sample), &s, Prediction::Sample);
-        let out = sample(&heun, &mut model, &grid, &x).unwrap();
+        let out = sample_with(&heun, &mut model, &grid, &x, &mut SeededNoise::new(3), |_| {}).unwrap();
         (out, model.nfe())
     };
-    let churn = Heun { churn: Some(Churn { s_churn: 40.0, s_tmin: 0.05, s_tmax: 50.0, s_noise: 1.003, seed: 3 }) };
+    let churn = Heun { churn: Some(Churn { s_churn: 40.0, s_tmin: 0.05, s_tmax: 50.0, s_noise: 1.003 }) };
     let (a, nfe) = run(churn);
     let (b, _) = run(churn);
     assert_eq!(nfe, 71);

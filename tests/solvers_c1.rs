@@ -91,15 +91,6 @@ fn coarse_noise(lambdas: &[f64], z: &[Tensor], n: usize) -> Vec<Tensor> {
         .collect()
 }
 
-fn replay(z: Vec<Tensor>) -> impl FnMut(&Tensor) -> candle_core::Result<Tensor> {
-    let mut i = 0;
-    move |_like: &Tensor| {
-        let t = z[i].clone();
-        i += 1;
-        Ok(t)
-    }
-}
-
 fn sde_strong_errors(solver: &SdeDpmSolverPP, sched: &dyn Scheduler) -> Vec<f64> {
     const FINE: usize = 2560;
     let gm = gm();
@@ -109,8 +100,7 @@ fn sde_strong_errors(solver: &SdeDpmSolverPP, sched: &dyn Scheduler) -> Vec<f64>
     let z: Vec<Tensor> = (0..FINE).map(|j| noise(16, 4, 1000 + j as u64)).collect();
     let run = |grid: &Grid, zs: Vec<Tensor>| {
         let mut model = Model::new(gm.denoiser(sched, Prediction::Epsilon), sched, Prediction::Epsilon);
-        let mut state = solver.state_with_noise(replay(zs));
-        sample_with_state(solver, &mut model, grid, &x_t, &mut state, |_| {}).unwrap()
+        sample_with(solver, &mut model, grid, &x_t, &mut TensorNoise::new(zs), |_| {}).unwrap()
     };
     let reference = run(&fine_grid, z.clone());
     NS.iter()
@@ -156,8 +146,8 @@ fn sde_third_order_weight() {
             };
             let mut model = Model::new(denoiser, &sched, Prediction::Sample);
             let x0 = Tensor::zeros((2, 2), DType::F64, &Device::Cpu).unwrap();
-            let mut state = solver.state_with_noise(|like: &Tensor| like.zeros_like());
-            let x = sample_with_state(&solver, &mut model, &grid, &x0, &mut state, |_| {}).unwrap();
+            let x =
+                sample_with(&solver, &mut model, &grid, &x0, &mut |like: &Tensor| like.zeros_like(), |_| {}).unwrap();
             let exact = last.alpha * 12.0 * big_h * phi(4, -2.0 * big_h);
             let got = x.flatten_all().unwrap().to_vec1::<f64>().unwrap()[0];
             errs.push((got - exact).abs());
@@ -219,8 +209,8 @@ fn finite_and_accurate_into_sigma_zero() {
         let sched = DiscreteVp::linear(1e-4, 0.02, 1000).unwrap();
         let grid = Grid::new(&sched, &Spacing::UniformLambda, 25, End::Clean).unwrap();
         let mut model = Model::new(gm.denoiser(&sched, Prediction::Epsilon), &sched, Prediction::Epsilon);
-        let solver = SdeDpmSolverPP { seed: 3, ..SdeDpmSolverPP::order(order) };
-        let x = sample(&solver, &mut model, &grid, &noise(16, 4, 9)).unwrap();
+        let solver = SdeDpmSolverPP::order(order);
+        let x = sample_with(&solver, &mut model, &grid, &noise(16, 4, 9), &mut SeededNoise::new(3), |_| {}).unwrap();
         assert_eq!(model.nfe(), 25);
         let v = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert!(v.iter().all(|v| v.is_finite() && v.abs() < 3.0), "SDE order {order}: {v:?}");
@@ -330,8 +320,7 @@ fn sde_order_one_matches_its_formula() {
     let mut model = Model::new(move |_x: &Tensor, _t: f64| Ok(x0c.clone()), &sched, Prediction::Sample);
     let solver = SdeDpmSolverPP::order(1);
     let zc = z.clone();
-    let mut state = solver.state_with_noise(move |_: &Tensor| Ok(zc.clone()));
-    let got = sample_with_state(&solver, &mut model, &grid, &x, &mut state, |_| {}).unwrap();
+    let got = sample_with(&solver, &mut model, &grid, &x, &mut move |_: &Tensor| Ok(zc.clone()), |_| {}).unwrap();
     let want = lincomb(&[
         (t.sigma / s.sigma * (-h).exp(), &x),
         (t.alpha * (1.0 - (-2.0 * h).exp()), &x0),

@@ -51,7 +51,7 @@ fn solver_type(config: &Value) -> SolverType {
 }
 
 /// Runs a solver on the case's grid; returns (final sample, model times called).
-fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, state: Option<S::State>) -> (Tensor, Vec<f64>) {
+fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, replay: Option<TensorNoise>) -> (Tensor, Vec<f64>) {
     let config = &case["config"];
     let class = case["class"].as_str().unwrap();
     let steps = case["steps"].as_u64().unwrap() as usize;
@@ -75,8 +75,8 @@ fn run_with<S: Solver>(fx: &Fixture, case: &Value, solver: &S, state: Option<S::
     };
     let mut model = Model::new(denoiser, &sched, pred);
     let noise = &fx.tensors["noise"];
-    let x = match state {
-        Some(mut st) => sample_with_state(solver, &mut model, &grid, noise, &mut st, |_| {}).unwrap(),
+    let x = match replay {
+        Some(mut replay) => sample_with(solver, &mut model, &grid, noise, &mut replay, |_| {}).unwrap(),
         None => sample(solver, &mut model, &grid, noise).unwrap(),
     };
     assert_eq!(model.nfe(), steps, "{}: NFE", case["name"]);
@@ -148,18 +148,10 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 },
                 solver_type: solver_type(config),
                 third_order: ThirdOrder::Reference,
-                seed: 0,
             };
             // replay diffusers' variance_noise, one draw per step
-            let table = fx.tensors["sde_noise"].clone();
-            let mut i = 0;
-            let noise = move |like: &Tensor| {
-                let z = table.get(i)?;
-                i += 1;
-                z.to_dtype(like.dtype())
-            };
-            let state = solver.state_with_noise(noise);
-            run_with(fx, case, &solver, Some(state))
+            let replay = TensorNoise::stacked(&fx.tensors["sde_noise"]).unwrap();
+            run_with(fx, case, &solver, Some(replay))
         }
         other => panic!("unexpected class {other}"),
     }

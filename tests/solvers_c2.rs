@@ -325,28 +325,11 @@ fn ddpm_small_variance_is_ddim_eta_one_and_euler_ancestral() {
     let z = draws(20, 100);
     let run = |which: usize| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        let (src, count) = replay(z.clone());
+        let (mut src, count) = replay(z.clone());
         let out = match which {
-            0 => sample_with_state(
-                &Ddpm::default(),
-                &mut model,
-                &grid,
-                &x,
-                &mut Ddpm::default().state_with_noise(src),
-                |_| {},
-            ),
-            1 => {
-                let d = Ddim { eta: 1.0, seed: 0 };
-                sample_with_state(&d, &mut model, &grid, &x, &mut d.state_with_noise(src), |_| {})
-            }
-            _ => sample_with_state(
-                &EulerAncestral::default(),
-                &mut model,
-                &grid,
-                &x,
-                &mut EulerAncestral::default().state_with_noise(src),
-                |_| {},
-            ),
+            0 => sample_with(&Ddpm::default(), &mut model, &grid, &x, &mut src, |_| {}),
+            1 => sample_with(&Ddim { eta: 1.0 }, &mut model, &grid, &x, &mut src, |_| {}),
+            _ => sample_with(&EulerAncestral::default(), &mut model, &grid, &x, &mut src, |_| {}),
         }
         .unwrap();
         let draws = *count.borrow();
@@ -378,8 +361,8 @@ fn ddpm_step_matches_ho_et_al_formulas() {
         let e = eps_hat.clone();
         let mut model = Model::new(move |_x: &Tensor, _t: f64| Ok(e.clone()), &s, Prediction::Epsilon);
         let solver = Ddpm { variance, ..Default::default() };
-        let (src, _) = replay(vec![z.clone()]);
-        let out = sample_with_state(&solver, &mut model, &grid, &x, &mut solver.state_with_noise(src), |_| {}).unwrap();
+        let (mut src, _) = replay(vec![z.clone()]);
+        let out = sample_with(&solver, &mut model, &grid, &x, &mut src, |_| {}).unwrap();
         let x0 =
             ((&x - eps_hat.affine((1.0 - ab_t).sqrt(), 0.0).unwrap()).unwrap().affine(1.0 / ab_t.sqrt(), 0.0)).unwrap();
         let beta = 1.0 - ab_t / ab_p;
@@ -412,10 +395,10 @@ fn euler_ancestral_without_noise_is_euler_and_matches_the_ksigma_formula() {
     let z = noise(8, 4, 8);
     let e = eps_hat.clone();
     let mut model = Model::new(move |_x: &Tensor, _t: f64| Ok(e.clone()), &s, Prediction::Epsilon);
-    let solver = EulerAncestral { eta, s_noise, seed: 0 };
-    let (src, _) = replay(vec![z.clone()]);
+    let solver = EulerAncestral { eta, s_noise };
+    let (mut src, _) = replay(vec![z.clone()]);
     let one = Grid::from_points(vec![from, to]).unwrap();
-    let out = sample_with_state(&solver, &mut model, &one, &x, &mut solver.state_with_noise(src), |_| {}).unwrap();
+    let out = sample_with(&solver, &mut model, &one, &x, &mut src, |_| {}).unwrap();
     // y_to = y + (s_down - s) d + s_noise s_up z with d = eps
     let y = x.affine(1.0 / from.alpha, 0.0).unwrap();
     let y_to =
@@ -430,37 +413,29 @@ fn seeded_runs_are_reproducible_and_injected_noise_is_used() {
     let s = DiscreteVp::linear(1e-4, 0.02, 1000).unwrap();
     let grid = Grid::new(&s, &Spacing::Leading { steps_offset: 0, skip_zero: false }, 10, End::Clean).unwrap();
     let x = noise(8, 4, 1);
-    let run_ea = |solver: EulerAncestral| {
+    let run_ea = |seed: u64| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        sample(&solver, &mut model, &grid, &x).unwrap()
+        sample_with(&EulerAncestral::default(), &mut model, &grid, &x, &mut SeededNoise::new(seed), |_| {}).unwrap()
     };
-    let a = run_ea(EulerAncestral { seed: 3, ..Default::default() });
-    let b = run_ea(EulerAncestral { seed: 3, ..Default::default() });
-    let c = run_ea(EulerAncestral { seed: 4, ..Default::default() });
+    let a = run_ea(3);
+    let b = run_ea(3);
+    let c = run_ea(4);
     assert_eq!(max_abs(&a, &b), 0.0);
     assert!(max_abs(&a, &c) > 1e-3);
-    let run_ddpm = |solver: Ddpm| {
+    let run_ddpm = |seed: u64| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        sample(&solver, &mut model, &grid, &x).unwrap()
+        sample_with(&Ddpm::default(), &mut model, &grid, &x, &mut SeededNoise::new(seed), |_| {}).unwrap()
     };
-    let a = run_ddpm(Ddpm { seed: 3, ..Default::default() });
-    let b = run_ddpm(Ddpm { seed: 3, ..Default::default() });
-    let c = run_ddpm(Ddpm { seed: 4, ..Default::default() });
+    let a = run_ddpm(3);
+    let b = run_ddpm(3);
+    let c = run_ddpm(4);
     assert_eq!(max_abs(&a, &b), 0.0);
     assert!(max_abs(&a, &c) > 1e-3);
     // injected noise: different injected draws change the result, the same ones reproduce it
     let run_with = |z: Vec<Tensor>| {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        let (src, count) = replay(z);
-        let out = sample_with_state(
-            &Ddpm::default(),
-            &mut model,
-            &grid,
-            &x,
-            &mut Ddpm::default().state_with_noise(src),
-            |_| {},
-        )
-        .unwrap();
+        let (mut src, count) = replay(z);
+        let out = sample_with(&Ddpm::default(), &mut model, &grid, &x, &mut src, |_| {}).unwrap();
         let n = *count.borrow();
         (out, n)
     };
@@ -473,9 +448,9 @@ fn seeded_runs_are_reproducible_and_injected_noise_is_used() {
     // diffusers' rule adds noise on the last step when it starts above timestep 0
     let s1 = Grid::new(&s, &Spacing::Leading { steps_offset: 1, skip_zero: false }, 10, End::Clean).unwrap();
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-    let solver = Ddpm { variance: DdpmVariance::FixedLarge, final_noise: FinalNoise::Diffusers, seed: 0 };
-    let (src, count) = replay(draws(10, 70));
-    sample_with_state(&solver, &mut model, &s1, &x, &mut solver.state_with_noise(src), |_| {}).unwrap();
+    let solver = Ddpm { variance: DdpmVariance::FixedLarge, final_noise: FinalNoise::Diffusers };
+    let (mut src, count) = replay(draws(10, 70));
+    sample_with(&solver, &mut model, &s1, &x, &mut src, |_| {}).unwrap();
     assert_eq!(*count.borrow(), 10);
 }
 
@@ -515,18 +490,18 @@ fn stochastic_samplers_reproduce_the_data_distribution() {
     let x = noise(2000, 3, 77);
     // DDPM: diffusers' leading grid, 250 steps, both variances
     let grid = Grid::new(&s, &Spacing::Leading { steps_offset: 0, skip_zero: false }, 250, End::Clean).unwrap();
-    for (name, solver) in [
-        ("DDPM small", Ddpm { seed: 1, ..Default::default() }),
-        ("DDPM large", Ddpm { variance: DdpmVariance::FixedLarge, seed: 2, ..Default::default() }),
+    for (name, solver, seed) in [
+        ("DDPM small", Ddpm::default(), 1),
+        ("DDPM large", Ddpm { variance: DdpmVariance::FixedLarge, ..Default::default() }, 2),
     ] {
         let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-        let out = sample(&solver, &mut model, &grid, &x).unwrap();
+        let out = sample_with(&solver, &mut model, &grid, &x, &mut SeededNoise::new(seed), |_| {}).unwrap();
         assert_moments(name, &out, &means, &stds, &weights, 4.0);
     }
     // Euler-ancestral: uniform-lambda grid, 250 steps
     let grid = Grid::new(&s, &Spacing::UniformLambda, 250, End::Clean).unwrap();
     let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
-    let out = sample(&EulerAncestral { seed: 3, ..Default::default() }, &mut model, &grid, &x).unwrap();
+    let out = sample_with(&EulerAncestral::default(), &mut model, &grid, &x, &mut SeededNoise::new(3), |_| {}).unwrap();
     assert_moments("Euler-ancestral", &out, &means, &stds, &weights, 4.0);
 }
 

@@ -76,7 +76,7 @@ fn run(fx: &Fixture, case: &Value) -> Run {
     };
     let used = Rc::new(RefCell::new(0usize));
     let counter = used.clone();
-    let replay = move |_like: &Tensor| {
+    let mut replay = move |_like: &Tensor| {
         let i = *counter.borrow();
         *counter.borrow_mut() += 1;
         draws.get(i).cloned().ok_or_else(|| candle_core::Error::Msg(format!("diffusers drew only {} noise tensors", i)))
@@ -132,7 +132,7 @@ fn run(fx: &Fixture, case: &Value) -> Run {
                 sample(&Lms::diffusers_default(), &mut model, &grid, &x).unwrap()
             } else {
                 let solver = EulerAncestral::diffusers_default();
-                sample_with_state(&solver, &mut model, &grid, &x, &mut solver.state_with_noise(replay), |_| {}).unwrap()
+                sample_with(&solver, &mut model, &grid, &x, &mut replay, |_| {}).unwrap()
             }
         }
         "PNDMScheduler" => {
@@ -153,7 +153,7 @@ fn run(fx: &Fixture, case: &Value) -> Run {
                 other => panic!("unexpected variance {other}"),
             };
             let solver = Ddpm { variance, ..Ddpm::diffusers_default() };
-            sample_with_state(&solver, &mut model, &grid, noise, &mut solver.state_with_noise(replay), |_| {}).unwrap()
+            sample_with(&solver, &mut model, &grid, noise, &mut replay, |_| {}).unwrap()
         }
         other => panic!("unexpected class {other}"),
     };

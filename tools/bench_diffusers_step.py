@@ -16,7 +16,7 @@ for the single-thread comparison).
 
 Run (repository root), in one sitting with the Rust bench:
     cargo bench --bench step -- --warm-up-time 1 --measurement-time 3
-    /root/venv-diff/bin/python tools/bench_diffusers_step.py
+    .venv/bin/python tools/bench_diffusers_step.py
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Prints the mean top-class probability, the share of confident samples and the sh
 predicted class, and checks them against the model card's acceptance thresholds
 (mean top-class probability >= 0.90, every class between 4% and 18%).
 
-    /root/venv-diff/bin/python tools/eval_samples.py --classifier target/mnist-classifier.pt --samples samples.safetensors
+    .venv/bin/python tools/eval_samples.py --classifier target/mnist-classifier.pt --samples samples.safetensors
 """
 import argparse
 import json

@@ -4,7 +4,7 @@ for training (28x28 padded to 32x32 with background, scaled to [-1, 1]), for exa
 
 Keys: `images` [16, 1, 32, 32] f32, `labels` [16] f32 (the digit, 0-9).
 
-    /root/venv-diff/bin/python tools/mnist_test16.py --data /path/to/mnist --out models/mnist-unet/test16.safetensors
+    .venv/bin/python tools/mnist_test16.py --data /path/to/mnist --out models/mnist-unet/test16.safetensors
 """
 import argparse
 import os

@@ -18,7 +18,7 @@ rmse (final sample vs the exact solution where the run ends: sigma = 0, or for D
 at the last network call, vs the exact solution at that timestep), wall_s.
 
 Run (repository root):
-    /root/venv-diff/bin/python tools/nfe_curve_diffusers.py            # -> bench_results/nfe_diffusers.csv
+    .venv/bin/python tools/nfe_curve_diffusers.py            # -> bench_results/nfe_diffusers.csv
 then ``cargo run --release --example nfe_curve`` plots both.
 """
 

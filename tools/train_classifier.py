@@ -6,7 +6,7 @@ background, scaled to [-1, 1]. A small CNN (2x conv-conv-pool, dropout, 2 linear
 parameters), AdamW, light random-shift augmentation, 3 epochs; prints the MNIST test accuracy
 (must be >= 98%) and saves a TorchScript-free state dict.
 
-    nice -n 19 /root/venv-diff/bin/python tools/train_classifier.py \
+    nice -n 19 .venv/bin/python tools/train_classifier.py \
         --data /path/to/mnist --out target/mnist-classifier.pt
 
 A few minutes on 2 CPU cores. Deterministic given the seed (up to torch's CPU kernels).

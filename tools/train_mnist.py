@@ -8,12 +8,12 @@ zeros (background) and scaled to [-1, 1].
 Usage (about 70 minutes on 2 shared CPU cores; checkpoints are written every --save-every steps
 so a partial run is usable):
 
-    nice -n 19 /root/venv-diff/bin/python tools/train_mnist.py \
-        --data /path/to/mnist --out /tmp/mnist-train --steps 6000 --threads 2
+    nice -n 19 .venv/bin/python tools/train_mnist.py \
+        --data /path/to/mnist --out target/mnist-train --steps 6000 --threads 2
 
 Then convert the EMA weights to the committed f16 model folder:
 
-    /root/venv-diff/bin/python tools/train_mnist.py --export /tmp/mnist-train/ema \
+    .venv/bin/python tools/train_mnist.py --export target/mnist-train/ema \
         --out models/mnist-unet
 
 Deterministic given the seed (torch CPU kernels may still differ across machines/thread counts).

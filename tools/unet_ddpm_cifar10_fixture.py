@@ -20,7 +20,7 @@ diffusers' outputs `out{i}`). The Rust test renames the attention tensors to the
 `UNet2DModel::from_tensors` and compares the outputs.
 
 Usage (from the repository root; CPU, ~10 s):
-    /root/venv-diff/bin/python tools/unet_ddpm_cifar10_fixture.py
+    .venv/bin/python tools/unet_ddpm_cifar10_fixture.py
 """
 import json
 import math

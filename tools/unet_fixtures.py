@@ -18,7 +18,7 @@ Writes
       timesteps `{m}.t` [k] (f64), and diffusers' outputs `{m}.out{i}` (f32), one per timestep.
 
 Usage (from the repository root; CPU, a few seconds):
-    /root/venv-diff/bin/python tools/unet_fixtures.py --out tests/fixtures --mnist models/mnist-unet
+    .venv/bin/python tools/unet_fixtures.py --out tests/fixtures --mnist models/mnist-unet
 
 Regenerate whenever models/mnist-unet changes. Deterministic: every number comes from numpy
 default_rng(SEED); torch runs single-threaded.

@@ -1,6 +1,6 @@
 //! Shared by the UNet examples (`mnist`, `compare`, `invert`): loading the bundled model and its
-//! schedule, choosing a solver and grid by name, running with a progress bar, writing PNG grids,
-//! and a tiny `--key value` argument parser.
+//! schedule, choosing a solver (by registry name) and grid, progress bars, writing PNG grids,
+//! and the command-line pieces they share.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -8,62 +8,25 @@ use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use diffusion_samplers::unet::UNet2DModel;
-use diffusion_samplers::{
-    invert, sample_with, Ddim, Deis, DiscreteVp, DpmSolverMultistep, End, Euler, Grid, Heun, Model, OrderPolicy,
-    Progress, SeededNoise, Spacing, UniPc,
-};
+use diffusion_samplers::{steps_for_nfe, AnySolver, DiscreteVp, End, Grid, SeededNoise, Spacing};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// `--key value` pairs and `--flag`s after the program name.
-pub struct Args {
-    pairs: Vec<(String, Option<String>)>,
+/// The `--model DIR` flag the UNet examples share.
+#[derive(clap::Args, Debug)]
+pub struct ModelArg {
+    /// The model folder (a diffusers UNet2DModel with its scheduler_config.json); default: the
+    /// bundled models/mnist-unet
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
-impl Args {
-    pub fn parse(usage: &str) -> Args {
-        let raw: Vec<String> = std::env::args().skip(1).collect();
-        if raw.iter().any(|a| a == "-h" || a == "--help") {
-            println!("{usage}");
-            std::process::exit(0);
-        }
-        let mut pairs = Vec::new();
-        let mut i = 0;
-        while i < raw.len() {
-            let key = raw[i].trim_start_matches("--").to_string();
-            let value = raw.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
-            i += if value.is_some() { 2 } else { 1 };
-            pairs.push((key, value));
-        }
-        Args { pairs }
+impl ModelArg {
+    /// The folder to load.
+    pub fn dir(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-unet"))
     }
-
-    pub fn str(&self, key: &str, default: &str) -> String {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.clone())
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    pub fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> AnyResult<T> {
-        match self.pairs.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.clone()) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{key} {v}: not a valid number").into()),
-        }
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == key)
-    }
-}
-
-/// The bundled model folder (or `--model DIR`).
-pub fn model_dir(args: &Args) -> PathBuf {
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-unet");
-    PathBuf::from(args.str("model", &default.display().to_string()))
 }
 
 /// Load the UNet (f32 on the CPU) and the DDPM schedule from its `scheduler_config.json`.
@@ -93,60 +56,37 @@ pub fn noise(n: usize, c: usize, h: usize, w: usize, seed: u64) -> AnyResult<Ten
     Ok(Tensor::from_vec(v, (n, c, h, w), &Device::Cpu)?)
 }
 
-/// The solvers the examples know, by command-line name.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SolverName {
-    Ddim,
-    Euler,
-    Heun,
-    Dpm2m,
-    Dpm3m,
-    Dpm3mFixed,
-    UniPc2,
-    UniPc3,
-    Deis3,
+/// The solvers the examples list in their help: registry names ([`diffusion_samplers::names`]);
+/// any registered name works. The `_lof` multistep variants lower the order on the last steps
+/// of short grids: without it, third-order steps with large h overshoot (DPM-Solver++(3M) at 5
+/// NFE on the MNIST model, RMSE vs the reference 1.29 (uniform logSNR) / 0.43 (time-quadratic)
+/// with full order to the end, 0.88 / 0.32 with it).
+pub const SOLVER_NAMES: &str =
+    "ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof, dpmpp_3m, unipc_bh2_2_lof, unipc_bh2_3_lof, deis_3_lof";
+
+/// A solver by registry name (a command-line value parser).
+pub fn solver(name: &str) -> Result<AnySolver, String> {
+    name.parse().map_err(|e: diffusion_samplers::Error| e.to_string())
 }
 
-pub const SOLVER_NAMES: &str = "ddim, euler, heun, dpm2m, dpm3m, dpm3m-fixed, unipc2, unipc3, deis3";
-
-impl SolverName {
-    pub fn parse(s: &str) -> AnyResult<SolverName> {
-        Ok(match s {
-            "ddim" => SolverName::Ddim,
-            "euler" => SolverName::Euler,
-            "heun" => SolverName::Heun,
-            "dpm2m" => SolverName::Dpm2m,
-            "dpm3m" => SolverName::Dpm3m,
-            "dpm3m-fixed" => SolverName::Dpm3mFixed,
-            "unipc2" => SolverName::UniPc2,
-            "unipc3" => SolverName::UniPc3,
-            "deis3" => SolverName::Deis3,
-            _ => return Err(format!("unknown solver {s:?}: use one of {SOLVER_NAMES}").into()),
-        })
-    }
-
-    /// Network evaluations per step, and the steps that spend at most `nfe` evaluations on a
-    /// grid ending at sigma = 0 (Heun: 2 per step, 1 on the last).
-    pub fn steps_for_nfe(self, nfe: usize) -> usize {
-        match self {
-            SolverName::Heun => nfe.div_ceil(2).max(1),
-            _ => nfe,
-        }
-    }
-
-    /// The grid each solver is customarily run on: DDIM on diffusers' `trailing` timesteps
-    /// (Lin et al. 2023), Euler and Heun on Karras' sigmas (EDM), the exponential integrators
-    /// on `multistep` (the measured choice, see models/mnist-unet/README.md).
-    pub fn default_spacing(self, multistep: &Spacing) -> Spacing {
-        match self {
-            SolverName::Ddim => Spacing::Trailing,
-            SolverName::Euler | SolverName::Heun => Spacing::Karras { rho: 7.0 },
-            _ => multistep.clone(),
-        }
+/// The grid each solver is customarily run on: DDIM on diffusers' `trailing` timesteps
+/// (Lin et al. 2023), Euler and Heun on Karras' sigmas (EDM), the exponential integrators on
+/// `multistep` (the measured choice, see models/mnist-unet/README.md).
+pub fn default_spacing(solver: &AnySolver, multistep: &Spacing) -> Spacing {
+    match solver.registry_name() {
+        Some("ddim") => Spacing::Trailing,
+        Some("euler" | "heun") => Spacing::Karras { rho: 7.0 },
+        _ => multistep.clone(),
     }
 }
 
-pub fn parse_spacing(s: &str) -> AnyResult<Spacing> {
+/// The most steps within `nfe` network evaluations on a grid ending at sigma = 0.
+pub fn steps_within(solver: &AnySolver, nfe: usize) -> AnyResult<usize> {
+    Ok(steps_for_nfe(solver, nfe, End::Clean)?)
+}
+
+/// A spacing by name (a command-line value parser).
+pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
     Ok(match s {
         "lambda" => Spacing::UniformLambda,
         "karras" => Spacing::Karras { rho: 7.0 },
@@ -154,11 +94,7 @@ pub fn parse_spacing(s: &str) -> AnyResult<Spacing> {
         "uniform" => Spacing::UniformTime,
         "trailing" => Spacing::Trailing,
         "leading" => Spacing::Leading { steps_offset: 1, skip_zero: false },
-        _ => {
-            return Err(
-                format!("unknown spacing {s:?}: use lambda, karras, quadratic, uniform, trailing or leading").into()
-            )
-        }
+        _ => return Err(format!("unknown spacing {s:?}: use lambda, karras, quadratic, uniform, trailing or leading")),
     })
 }
 
@@ -201,75 +137,6 @@ impl Bar {
     }
     pub fn done(&self) {
         self.pb.finish_and_clear();
-    }
-}
-
-/// The multistep solvers of order `p` with diffusers' lower-order-final policy (the last steps
-/// of grids under 15 steps drop to first/second order). Without it, third-order steps with
-/// large h overshoot: DPM-Solver++(3M) at 5 NFE on the MNIST model, RMSE vs the reference
-/// 1.29 (uniform logSNR) / 0.43 (time-quadratic) with full order to the end, 0.88 / 0.32 with it.
-pub fn dpm(p: usize) -> DpmSolverMultistep {
-    DpmSolverMultistep { policy: OrderPolicy::diffusers(p), ..DpmSolverMultistep::pp(p) }
-}
-
-pub fn unipc(p: usize) -> UniPc {
-    UniPc { policy: OrderPolicy::diffusers(p), ..UniPc::order(p) }
-}
-
-pub fn deis(p: usize) -> Deis {
-    Deis { policy: OrderPolicy::diffusers(p) }
-}
-
-/// Run `solver` on `grid` from `x` (forward when `invert` is false, from the grid's end back to
-/// its start when true), reporting steps to `on_step`.
-pub fn run(
-    solver: SolverName,
-    model: &mut Model,
-    grid: &Grid,
-    x: &Tensor,
-    on_step: impl FnMut(&Progress),
-) -> diffusion_samplers::Result<Tensor> {
-    match solver {
-        SolverName::Ddim => sample_with(&Ddim::default(), model, grid, x, on_step),
-        SolverName::Euler => sample_with(&Euler, model, grid, x, on_step),
-        SolverName::Heun => sample_with(&Heun::default(), model, grid, x, on_step),
-        SolverName::Dpm2m => sample_with(&dpm(2), model, grid, x, on_step),
-        SolverName::Dpm3m => sample_with(&dpm(3), model, grid, x, on_step),
-        SolverName::Dpm3mFixed => sample_with(&DpmSolverMultistep::pp(3), model, grid, x, on_step),
-        SolverName::UniPc2 => sample_with(&unipc(2), model, grid, x, on_step),
-        SolverName::UniPc3 => sample_with(&unipc(3), model, grid, x, on_step),
-        SolverName::Deis3 => sample_with(&deis(3), model, grid, x, on_step),
-    }
-}
-
-/// Deterministic encoding with [`diffusion_samplers::invert`]: `solver` on `grid` reversed,
-/// from a sample at the grid's end (t_min) to its start.
-pub fn encode(solver: SolverName, model: &mut Model, grid: &Grid, x: &Tensor) -> diffusion_samplers::Result<Tensor> {
-    match solver {
-        SolverName::Ddim => invert(&Ddim::default(), model, grid, x),
-        SolverName::Euler => invert(&Euler, model, grid, x),
-        SolverName::Heun => invert(&Heun::default(), model, grid, x),
-        SolverName::Dpm2m => invert(&dpm(2), model, grid, x),
-        SolverName::Dpm3m => invert(&dpm(3), model, grid, x),
-        SolverName::Dpm3mFixed => invert(&DpmSolverMultistep::pp(3), model, grid, x),
-        SolverName::UniPc2 => invert(&unipc(2), model, grid, x),
-        SolverName::UniPc3 => invert(&unipc(3), model, grid, x),
-        SolverName::Deis3 => invert(&deis(3), model, grid, x),
-    }
-}
-
-/// A display name for `solver`.
-pub fn label(solver: SolverName) -> &'static str {
-    match solver {
-        SolverName::Ddim => "DDIM",
-        SolverName::Euler => "Euler",
-        SolverName::Heun => "Heun",
-        SolverName::Dpm2m => "DPM-Solver++(2M)",
-        SolverName::Dpm3m => "DPM-Solver++(3M)",
-        SolverName::Dpm3mFixed => "DPM-Solver++(3M) fixed",
-        SolverName::UniPc2 => "UniPC-2",
-        SolverName::UniPc3 => "UniPC-3",
-        SolverName::Deis3 => "DEIS-3",
     }
 }
 

@@ -46,29 +46,24 @@
 //! - Stochastic classes draw their noise from a [`crate::NoiseSource`] (seeded by default):
 //!   torch's generator is not reproduced, pass recorded noise to match a diffusers run.
 
+mod classes;
 mod config;
-mod plan;
+mod options;
 mod problem;
+mod resolve;
+mod sampler;
 mod tables;
+mod timesteps;
 
 pub use config::{
     AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig, SolverTypeName,
     TimeShiftType, TimestepSpacing, TimestepType, VarianceType, MAX_TRAIN_TIMESTEPS, OTHER_DIFFUSERS_KEYS,
     PRIVATE_KEYS,
 };
-pub use plan::{DiffusersRun, DiffusersSampler, Plan, MAX_STEPS};
 pub use problem::{solve_problem, Problem, SolveOptions, SolveOutput};
+pub use sampler::{DiffusersRun, DiffusersSampler, Plan, MAX_STEPS};
 
-/// Precision of the beta / `alphas_cumprod` tables and of the sigmas handed to the solver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum TablePrecision {
-    /// As diffusers: torch float32 tables (`torch.linspace` / `cumprod` replicated bit for bit),
-    /// sigmas rounded to float32.
-    #[default]
-    Float32,
-    /// The same formulas in float64.
-    Float64,
-}
+pub use crate::schedule::TablePrecision;
 
 /// How diffusers' sigma-derived timesteps reach the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -7,15 +7,11 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::plan::{DiffusersSampler, FlowClock};
-use super::SchedulerClass;
+use super::sampler::DiffusersSampler;
 use crate::error::{Error, Result};
 use crate::model::Prediction;
-use crate::noise::NoiseSource;
-use crate::schedule::{BetaSchedule, DiscreteVp, Scheduler};
+use crate::noise::TensorNoise;
 use crate::testing::GaussianMixture;
-
-use super::config::{BetaScheduleName, SchedulerConfig};
 
 /// What `solve` samples.
 #[derive(Clone, Debug)]
@@ -137,60 +133,6 @@ impl SolveOutput {
     }
 }
 
-/// The float64 schedule a network trained on `config`'s table sees (the Gaussian-mixture
-/// model's time map).
-fn model_schedule(config: &SchedulerConfig) -> Result<Box<dyn Scheduler>> {
-    let n = config.num_train_timesteps.unwrap_or(1000);
-    let flow = config.class == SchedulerClass::FlowMatchEulerDiscrete
-        || (config.use_flow_sigmas.unwrap_or(false) && config.class.accepts("use_flow_sigmas"));
-    if flow {
-        return Ok(Box::new(FlowClock { n: n as f64 }));
-    }
-    let (bs, be) = if config.class == SchedulerClass::HeunDiscrete { (0.00085, 0.012) } else { (0.0001, 0.02) };
-    let (beta_start, beta_end) = (config.beta_start.unwrap_or(bs), config.beta_end.unwrap_or(be));
-    let betas = match (&config.trained_betas, config.beta_schedule.unwrap_or(BetaScheduleName::Linear)) {
-        (Some(b), _) => BetaSchedule::Betas(b.clone()),
-        (None, BetaScheduleName::Linear) => BetaSchedule::Linear { beta_start, beta_end },
-        (None, BetaScheduleName::ScaledLinear) => BetaSchedule::ScaledLinear { beta_start, beta_end },
-        (None, BetaScheduleName::SquaredCosCapV2) => BetaSchedule::SquaredCosCapV2 { max_beta: 0.999 },
-        (None, other) => {
-            return Err(Error::Unsupported(format!(
-                "the Gaussian-mixture model has no float64 table for beta_schedule {other:?}"
-            )))
-        }
-    };
-    let s = DiscreteVp::new(betas, n)?;
-    let rescale = config.rescale_betas_zero_snr.unwrap_or(false) && config.class.accepts("rescale_betas_zero_snr");
-    Ok(Box::new(if rescale { s.rescale_zero_terminal_snr()? } else { s }))
-}
-
-/// Noise replayed from a recorded `[S, ...]` tensor, one slice per draw.
-struct Replay {
-    noise: Tensor,
-    next: usize,
-}
-
-impl NoiseSource for Replay {
-    fn noise_like(&mut self, like: &Tensor) -> Result<Tensor> {
-        if self.next >= self.noise.dim(0)? {
-            return Err(Error::InvalidConfig(format!(
-                "step_noise holds {} draws but the sampler asked for more: record one per step",
-                self.noise.dim(0)?
-            )));
-        }
-        let z = self.noise.get(self.next)?;
-        self.next += 1;
-        if z.dims() != like.dims() {
-            return Err(Error::InvalidConfig(format!(
-                "step_noise slices are {:?}, the sample is {:?}",
-                z.dims(),
-                like.dims()
-            )));
-        }
-        Ok(z.to_dtype(like.dtype())?)
-    }
-}
-
 /// Run `sampler` on `problem` as the `solve` example does: start from `noise * init_noise_sigma`,
 /// take `opts.steps` steps of the configured scheduler with the problem's model, return the final
 /// sample, the model times called and the NFE.
@@ -212,16 +154,17 @@ pub fn solve_problem(sampler: &DiffusersSampler, problem: &Problem, opts: SolveO
     let noise = problem.noise()?.to_dtype(opts.dtype)?;
     let run = match problem {
         Problem::GaussianMixture { gm, step_noise, .. } => {
-            let schedule = model_schedule(sampler.config())?;
+            let schedule = sampler.schedule_f64()?;
             let prediction: Prediction = sampler.prediction();
             let mut denoiser = gm.denoiser(schedule.as_ref(), prediction);
-            let source: Option<Box<dyn NoiseSource>> =
-                step_noise.as_ref().map(|t| Box::new(Replay { noise: t.clone(), next: 0 }) as Box<dyn NoiseSource>);
-            sampler.run(&mut denoiser, &noise, opts.steps, source)?
+            match step_noise {
+                Some(t) => sampler.run(&mut denoiser, &noise, opts.steps, &mut TensorNoise::stacked(t)?)?,
+                None => sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?,
+            }
         }
         Problem::DiffusersDummy => {
             let mut denoiser = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> { x.affine(t / (t + 1.0), 0.0) };
-            sampler.run(&mut denoiser, &noise, opts.steps, None)?
+            sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?
         }
     };
     Ok(SolveOutput { sample: run.sample, timesteps: run.model_times, nfe: run.nfe })

@@ -42,20 +42,40 @@ pub struct Weights {
 /// assert_eq!((w.c_x, w.c[0]), (0.0, 1.0)); // into sigma = 0 the step returns the data prediction
 /// ```
 pub fn weights(form: Form, from: &Point, to: &Point) -> Weights {
+    let c_x = match form {
+        Form::Data => to.sigma / from.sigma,
+        Form::Noise => to.alpha / from.alpha,
+    };
+    Weights { c_x, c: [0, 1, 2].map(|k| taylor_weight(form, from, to, k)) }
+}
+
+/// The exponential-integrator weight `c_k` of the `k`-th Taylor term for the step `from -> to`,
+/// for any `k` (the `c[k]` of [`weights`] for `k <= 2`): data form
+/// `alpha_to (1/k! - phi_k(-h))`, noise form `-sigma_to h phi_{k+1}(h)`, with their limits into
+/// `sigma = 0` (`h = inf`). The monomial `((lambda - lambda_from)/h)^k` integrates to `k! c_k`.
+///
+/// ```
+/// use diffusion_samplers::math::{expint::{weights, Form}, lagrange::taylor_weight};
+/// use diffusion_samplers::Point;
+/// let (a, b) = (Point::new(0.0, 0.6, 0.8), Point::new(0.0, 0.8, 0.6));
+/// for form in [Form::Data, Form::Noise] {
+///     let w = weights(form, &a, &b);
+///     for k in 0..3 { assert!((taylor_weight(form, &a, &b, k) - w.c[k]).abs() < 1e-15) }
+/// }
+/// ```
+pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
     let h = to.lambda - from.lambda;
     match form {
-        Form::Data => Weights {
-            c_x: to.sigma / from.sigma,
-            c: [to.alpha * tail(0, h), to.alpha * tail(1, h), to.alpha * tail(2, h)],
-        },
+        Form::Data => to.alpha * tail(k, h),
         Form::Noise if to.is_clean() => {
-            // limits as sigma_to -> 0: sigma_to e^h = alpha_to sigma_from / alpha_from, higher terms vanish
-            Weights { c_x: to.alpha / from.alpha, c: [-to.alpha * from.sigma / from.alpha, 0.0, 0.0] }
+            if k == 0 {
+                -to.alpha * from.sigma / from.alpha
+            } else {
+                0.0
+            }
         }
-        Form::Noise => Weights {
-            c_x: to.alpha / from.alpha,
-            c: [-to.sigma * h.exp_m1(), -to.sigma * h * phi(2, h), -to.sigma * h * phi(3, h)],
-        },
+        Form::Noise if k == 0 => -to.sigma * h.exp_m1(),
+        Form::Noise => -to.sigma * h * phi(k + 1, h),
     }
 }
 

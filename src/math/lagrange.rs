@@ -9,9 +9,10 @@
 //! monomial `r^k` exactly to `k! c[k]`, so the weight of `m_j` is `w_j = sum_k [r^k]L_j k! c[k]`,
 //! i.e. the solution of the moment system `sum_j r_j^k w_j = k! c[k]` ([`moment_weights`]).
 
+pub use super::expint::taylor_weight;
 use super::expint::{weights, Form};
 use super::linalg::solve;
-use super::phi::{phi, tail};
+use super::phi::factorial;
 use crate::error::{Error, Result};
 use crate::schedule::Point;
 
@@ -78,40 +79,6 @@ pub fn lagrange_step(form: Form, from: &Point, to: &Point, lambdas: &[f64]) -> R
     let nodes: Vec<f64> = lambdas.iter().map(|l| (l - from.lambda) / h).collect();
     let moments: Vec<f64> = (0..n).map(|k| factorial(k) * taylor_weight(form, from, to, k)).collect();
     Ok((w.c_x, moment_weights(&nodes, &moments)?))
-}
-
-/// The exponential-integrator weight `c_k` of the `k`-th Taylor term for the step `from -> to`,
-/// for any `k` (the `c[k]` of [`crate::math::expint::weights`], which stops at `k = 2`): data form
-/// `alpha_to (1/k! - phi_k(-h))`, noise form `-sigma_to h phi_{k+1}(h)`, with their limits into
-/// `sigma = 0` (`h = inf`). The monomial `((lambda - lambda_from)/h)^k` integrates to `k! c_k`.
-///
-/// ```
-/// use diffusion_samplers::math::{expint::{weights, Form}, lagrange::taylor_weight};
-/// use diffusion_samplers::Point;
-/// let (a, b) = (Point::new(0.0, 0.6, 0.8), Point::new(0.0, 0.8, 0.6));
-/// for form in [Form::Data, Form::Noise] {
-///     let w = weights(form, &a, &b);
-///     for k in 0..3 { assert!((taylor_weight(form, &a, &b, k) - w.c[k]).abs() < 1e-15) }
-/// }
-/// ```
-pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
-    let h = to.lambda - from.lambda;
-    match form {
-        Form::Data => to.alpha * tail(k, h),
-        Form::Noise if to.is_clean() => {
-            if k == 0 {
-                -to.alpha * from.sigma / from.alpha
-            } else {
-                0.0
-            }
-        }
-        Form::Noise if k == 0 => -to.sigma * h.exp_m1(),
-        Form::Noise => -to.sigma * h * phi(k + 1, h),
-    }
-}
-
-pub(crate) fn factorial(k: usize) -> f64 {
-    (1..=k).map(|i| i as f64).product()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod history;
 pub mod lagrange;
 pub mod linalg;
 pub mod multistep;
+pub(crate) mod numpy;
 mod order;
 pub mod phi;
 pub(crate) mod unified;

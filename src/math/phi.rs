@@ -4,7 +4,8 @@
 
 const SERIES_RADIUS: f64 = 0.5;
 
-fn factorial(k: usize) -> f64 {
+/// `k!` in f64.
+pub(crate) fn factorial(k: usize) -> f64 {
     (1..=k).map(|i| i as f64).product()
 }
 

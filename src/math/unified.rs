@@ -10,7 +10,8 @@
 use candle_core::Tensor;
 
 use super::expint::{weights, Form};
-use super::lagrange::{factorial, moment_weights, taylor_weight};
+use super::lagrange::{moment_weights, taylor_weight};
+use super::phi::factorial;
 use crate::error::{Error, Result};
 use crate::ops::lincomb;
 use crate::schedule::Point;

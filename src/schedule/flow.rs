@@ -56,6 +56,17 @@ impl RectifiedFlow {
     }
 }
 
+/// The flow sigma (`alpha = 1 - sigma`) whose half log-SNR is `lambda`: `sigma / (1 - sigma) =
+/// e^{-lambda}`, written without overflow.
+pub(crate) fn flow_sigma_of_lambda(lambda: f64) -> f64 {
+    if lambda >= 0.0 {
+        let e = (-lambda).exp();
+        e / (1.0 + e)
+    } else {
+        1.0 / (1.0 + lambda.exp())
+    }
+}
+
 impl Scheduler for RectifiedFlow {
     fn alpha_sigma(&self, t: f64) -> (f64, f64) {
         let sigma = self.sigma(t);
@@ -63,14 +74,7 @@ impl Scheduler for RectifiedFlow {
     }
 
     fn t_of_lambda(&self, lambda: f64) -> f64 {
-        // sigma / (1 - sigma) = exp(-lambda)
-        let sigma = if lambda >= 0.0 {
-            let e = (-lambda).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + lambda.exp())
-        };
-        self.t_of_sigma(sigma)
+        self.t_of_sigma(flow_sigma_of_lambda(lambda))
     }
 
     fn t_range(&self) -> (f64, f64) {

@@ -5,10 +5,14 @@
 //! the host. Time runs from the clean end (small `t`) to the noisy end (large `t`); sampling walks
 //! it backwards.
 
+mod betas;
 mod flow;
 mod ve;
 mod vp;
 
+pub use betas::TablePrecision;
+pub(crate) use betas::{alphas_cumprod, torch_linspace_f32};
+pub(crate) use flow::flow_sigma_of_lambda;
 pub use flow::RectifiedFlow;
 pub use ve::{Edm, EdmModelTime};
 pub use vp::{BetaSchedule, ContinuousVp, CosineVp, DiscreteVp};

@@ -1,6 +1,7 @@
 //! Variance-preserving schedules (`alpha^2 + sigma^2 = 1`): the discrete DDPM table and the
 //! continuous linear-beta schedule of score-SDE / DPM-Solver.
 
+use super::betas::{alphas_cumprod, rescale_zero_terminal_snr, TablePrecision};
 use super::{Point, Scheduler};
 use crate::error::{config_err, Result};
 
@@ -26,6 +27,17 @@ pub enum BetaSchedule {
     SquaredCosCapV2 {
         /// Upper clip of each beta (diffusers uses 0.999).
         max_beta: f64,
+    },
+    /// diffusers' `"exp"`: `abar(u) = exp(-12 u)`, betas capped at 0.999.
+    Exp,
+    /// diffusers' `"laplace"`: the log-SNR of a Laplace distribution, betas capped at 0.999.
+    Laplace,
+    /// diffusers' `"sigmoid"`: `sigmoid(linspace(-6, 6, n)) (beta_end - beta_start) + beta_start`.
+    Sigmoid {
+        /// Smallest beta.
+        beta_start: f64,
+        /// Largest beta.
+        beta_end: f64,
     },
     /// User-supplied betas, one per training timestep (diffusers' `trained_betas`).
     Betas(Vec<f64>),
@@ -80,38 +92,20 @@ impl DiscreteVp {
             }
             Ok(())
         };
-        let alphas_cumprod = match betas {
-            BetaSchedule::Linear { beta_start, beta_end } => {
-                check_range(beta_start, beta_end)?;
-                cumprod(&linspace(beta_start, beta_end, n))
+        match &betas {
+            BetaSchedule::Linear { beta_start, beta_end }
+            | BetaSchedule::ScaledLinear { beta_start, beta_end }
+            | BetaSchedule::Sigmoid { beta_start, beta_end } => check_range(*beta_start, *beta_end)?,
+            BetaSchedule::Betas(b) if b.len() < 2 || b.iter().any(|&x| !(x > 0.0 && x <= 1.0)) => {
+                return config_err("trained betas must be at least 2 values in (0, 1]");
             }
-            BetaSchedule::ScaledLinear { beta_start, beta_end } => {
-                check_range(beta_start, beta_end)?;
-                let b: Vec<f64> = linspace(beta_start.sqrt(), beta_end.sqrt(), n).iter().map(|b| b * b).collect();
-                cumprod(&b)
-            }
-            BetaSchedule::SquaredCosCapV2 { max_beta } => {
-                if !(max_beta > 0.0 && max_beta <= 1.0) {
-                    return config_err(format!("max_beta {max_beta} must lie in (0, 1]"));
-                }
-                let abar = |u: f64| ((u + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
-                let b: Vec<f64> = (0..n)
-                    .map(|i| {
-                        let (u0, u1) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
-                        (1.0 - abar(u1) / abar(u0)).min(max_beta)
-                    })
-                    .collect();
-                cumprod(&b)
-            }
-            BetaSchedule::Betas(b) => {
-                if b.len() < 2 || b.iter().any(|&x| !(x > 0.0 && x <= 1.0)) {
-                    return config_err("trained betas must be at least 2 values in (0, 1]");
-                }
-                cumprod(&b)
-            }
-            BetaSchedule::AlphasCumprod(a) => a,
+            _ => {}
+        }
+        let n = match &betas {
+            BetaSchedule::Betas(b) => b.len(),
+            _ => n,
         };
-        Self::from_alphas_cumprod(alphas_cumprod)
+        Self::from_alphas_cumprod(alphas_cumprod(&betas, n, false, TablePrecision::Float64)?)
     }
 
     /// diffusers' default DDPM table: linear betas 1e-4..0.02.
@@ -149,11 +143,7 @@ impl DiscreteVp {
     /// `sqrt(abar)` is shifted and scaled so that the last entry is exactly 0 and the first is kept.
     /// The model must be a v- or x0-prediction model to be sampled from `alpha = 0`.
     pub fn rescale_zero_terminal_snr(self) -> Result<DiscreteVp> {
-        let sqrt: Vec<f64> = self.alphas_cumprod.iter().map(|a| a.sqrt()).collect();
-        let (a0, at) = (sqrt[0], sqrt[sqrt.len() - 1]);
-        let scale = a0 / (a0 - at);
-        let rescaled = sqrt.iter().map(|s| ((s - at) * scale).powi(2)).collect();
-        Self::from_alphas_cumprod(rescaled)
+        Self::from_alphas_cumprod(rescale_zero_terminal_snr(&self.alphas_cumprod, TablePrecision::Float64))
     }
 
     /// The cumulative products of `1 - beta`, one per training timestep.
@@ -233,24 +223,6 @@ pub(crate) fn vp_from_log_ksigma(log_ks: f64) -> (f64, f64) {
         let norm = (1.0 + ks * ks).sqrt();
         (1.0 / norm, ks / norm)
     }
-}
-
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    if n == 1 {
-        return vec![start];
-    }
-    (0..n).map(|i| start + (end - start) * i as f64 / (n - 1) as f64).collect()
-}
-
-fn cumprod(betas: &[f64]) -> Vec<f64> {
-    let mut acc = 1.0;
-    betas
-        .iter()
-        .map(|b| {
-            acc *= 1.0 - b;
-            acc
-        })
-        .collect()
 }
 
 /// The continuous linear-beta VP schedule of score-SDE (Song et al. 2021, arXiv:2011.13456) as

@@ -3,16 +3,15 @@
 //! `x_to = alpha_to x0 + sqrt(sigma_to^2 - s^2) eps + s z`, with `(x0, eps)` the model's data
 //! and noise predictions at `from`, `s = eta sigma_to sqrt(1 - e^{-2h})` (the paper's
 //! `sigma_t(eta)` written in log-SNR) and `z` standard normal. First order, 1 NFE per step.
-//! With `eta = 0` it is deterministic and equals DPM-Solver++(1) and Euler on the same grid.
+//! With `eta = 0` it is deterministic and equals DPM-Solver++(1) and Euler on the same grid; with
+//! `eta > 0` it draws one noise per step (none where `s = 0`) from the loop's noise source.
 //! With clipping, `x0` is clipped and `eps` is the network's own estimate (diffusers' convention).
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
-use crate::grid::{Grid, Step};
-use crate::model::Model;
-use crate::noise::{NoiseSource, SeededNoise};
+use crate::grid::Step;
 use crate::ops::lincomb;
 
 /// The DDIM solver.
@@ -30,42 +29,39 @@ use crate::ops::lincomb;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct Ddim {
-    /// Stochasticity: 0 = deterministic DDIM, 1 = DDPM-like ancestral sampling.
+    /// Stochasticity: 0 = deterministic DDIM, 1 = DDPM-like ancestral sampling (noise from the
+    /// loop's noise source).
     pub eta: f64,
-    /// Seed of the default noise generator when `eta > 0`.
-    pub seed: u64,
-}
-
-/// DDIM's state: the noise generator (used only when `eta > 0`).
-pub struct DdimState {
-    noise: Box<dyn NoiseSource>,
-}
-
-impl Ddim {
-    /// A state drawing its noise from `noise` instead of the seeded generator.
-    pub fn state_with_noise(&self, noise: impl NoiseSource + 'static) -> DdimState {
-        DdimState { noise: Box::new(noise) }
-    }
 }
 
 impl Solver for Ddim {
-    type State = DdimState;
+    type State = ();
 
     fn name(&self) -> &'static str {
         "DDIM"
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<DdimState> {
+    fn order(&self) -> usize {
+        1
+    }
+
+    fn is_stochastic(&self) -> bool {
+        self.eta > 0.0
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if !(self.eta >= 0.0 && self.eta.is_finite()) {
             return config_err(format!("DDIM eta must be finite and >= 0, got {}", self.eta));
         }
-        Ok(DdimState { noise: Box::new(SeededNoise::new(self.seed)) })
+        Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut DdimState) -> Result<Tensor> {
+    fn init_state(&self) {}
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
         // x0 and eps are linear in (x, network output): the update is one pass over memory
-        let (x0, eps) = model.data_and_noise_linear(x, from)?;
+        let (x0, eps) = ctx.model.data_and_noise_linear(x, from)?;
         let s = if self.eta > 0.0 { self.eta * to.sigma * (-(-2.0 * step.h()).exp_m1()).max(0.0).sqrt() } else { 0.0 };
         let c_eps = (to.sigma * to.sigma - s * s).max(0.0).sqrt();
         let c_x = to.alpha * x0.c_x + c_eps * eps.c_x;
@@ -78,7 +74,7 @@ impl Solver for Ddim {
         if s == 0.0 {
             return lincomb(&terms);
         }
-        let z = state.noise.noise_like(x)?;
+        let z = ctx.noise.noise_between(x, from, to)?;
         terms.push((s, &z));
         lincomb(&terms)
     }

@@ -17,11 +17,9 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
-use crate::error::{config_err, Error, Result};
-use crate::grid::{Grid, Step};
-use crate::model::Model;
-use crate::noise::{NoiseSource, SeededNoise};
+use super::{Solver, StepContext};
+use crate::error::{Error, Result};
+use crate::grid::Step;
 use crate::ops::lincomb;
 
 /// The variance of the added noise (diffusers' `variance_type`).
@@ -61,7 +59,7 @@ pub enum FinalNoise {
 /// The DDPM ancestral sampler.
 ///
 /// diffusers' `DDPMScheduler` maps onto it as: `variance_type` -> [`Ddpm::variance`]; its
-/// `generator` -> the state's noise source; `clip_sample`/`clip_sample_range`/`thresholding` ->
+/// `generator` -> the loop's noise source ([`crate::sample_with`]); `clip_sample`/`clip_sample_range`/`thresholding` ->
 /// the model's [`crate::DataTransform`] (diffusers clips by default: `clip_sample = True`);
 /// `timestep_spacing`/`steps_offset` -> the grid (`Spacing::Leading { steps_offset, skip_zero:
 /// false }`, ending [`crate::End::Clean`]). [`Ddpm::diffusers_default`] also reproduces its noise on
@@ -83,58 +81,45 @@ pub struct Ddpm {
     pub variance: DdpmVariance,
     /// Noise on the step into `sigma = 0`.
     pub final_noise: FinalNoise,
-    /// Seed of the default noise generator.
-    pub seed: u64,
 }
 
 impl Ddpm {
     /// diffusers' `DDPMScheduler` defaults: `fixed_small`, and its rule for noise on the last step.
     pub fn diffusers_default() -> Ddpm {
-        Ddpm { variance: DdpmVariance::FixedSmall, final_noise: FinalNoise::Diffusers, seed: 0 }
-    }
-
-    /// A state drawing its noise from `noise` instead of the seeded generator.
-    pub fn state_with_noise(&self, noise: impl NoiseSource + 'static) -> DdpmState {
-        DdpmState { noise: Box::new(noise) }
-    }
-}
-
-/// DDPM's state: its noise source.
-pub struct DdpmState {
-    noise: Box<dyn NoiseSource>,
-}
-
-impl std::fmt::Debug for DdpmState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DdpmState")
+        Ddpm { variance: DdpmVariance::FixedSmall, final_noise: FinalNoise::Diffusers }
     }
 }
 
 impl Solver for Ddpm {
-    type State = DdpmState;
+    type State = ();
 
     fn name(&self) -> &'static str {
         "DDPM"
     }
 
-    fn init_state(&self, grid: &Grid) -> Result<DdpmState> {
+    fn order(&self) -> usize {
+        1
+    }
+
+    fn is_stochastic(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if matches!(self.variance, DdpmVariance::Learned | DdpmVariance::LearnedRange) {
             return Err(Error::Unsupported(format!(
                 "DDPM variance type {:?} needs a network that predicts its variance: use FixedSmall or FixedLarge",
                 self.variance
             )));
         }
-        if !grid.is_denoising() {
-            return config_err(
-                "DDPM is stochastic and cannot run on an inversion grid: invert with a deterministic solver",
-            );
-        }
-        Ok(DdpmState { noise: Box::new(SeededNoise::new(self.seed)) })
+        Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut DdpmState) -> Result<Tensor> {
+    fn init_state(&self) {}
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let x0 = model.data(x, from)?;
+        let x0 = ctx.model.data(x, from)?;
         let h = step.h();
         let w = -(-2.0 * h).exp_m1(); // 1 - e^{-2h}
         let c_x = to.sigma / from.sigma * (-h).exp();
@@ -145,12 +130,12 @@ impl Solver for Ddpm {
         let noisy = match (to.is_clean(), self.final_noise) {
             (false, _) => true,
             (true, FinalNoise::Skip) => false,
-            (true, FinalNoise::Diffusers) => model.schedule().model_time(from.t) > 0.0,
+            (true, FinalNoise::Diffusers) => ctx.model.schedule().model_time(from.t) > 0.0,
         };
         if !noisy || std == 0.0 {
             return lincomb(&[(c_x, x), (to.alpha * w, &x0)]);
         }
-        let z = state.noise.noise_like(x)?;
+        let z = ctx.noise.noise_between(x, from, to)?;
         lincomb(&[(c_x, x), (to.alpha * w, &x0), (std, &z)])
     }
 }

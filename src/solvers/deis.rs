@@ -15,13 +15,12 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
-use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use super::{validate_expint, Solver, StepContext};
+use crate::error::Result;
+use crate::grid::Step;
 use crate::math::expint::Form;
 use crate::math::lagrange::lagrange_step;
 use crate::math::{History, OrderPolicy};
-use crate::model::Model;
 use crate::ops::lincomb;
 
 /// The DEIS multistep solver (log-rho).
@@ -29,7 +28,7 @@ use crate::ops::lincomb;
 /// diffusers option -> field: `solver_order` -> `policy.order`; `lower_order_final` (default
 /// true) -> `policy.lower_order_final = LowerOrderFinal::BelowSteps(15)` (false:
 /// `LowerOrderFinal::Never`); `algorithm_type="deis"` and `solver_type="logrho"` are the only
-/// variants. Thresholding is a [`crate::DataTransform`] on the [`Model`] (the noise prediction is
+/// variants. Thresholding is a [`crate::DataTransform`] on the [`crate::Model`] (the noise prediction is
 /// re-derived from the thresholded `x0`, as diffusers does).
 ///
 /// ```
@@ -82,19 +81,22 @@ impl Solver for Deis {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
-        self.policy.validate(3, "DEIS")?;
-        Ok(History::new(self.policy.order - 1))
+    fn order(&self) -> usize {
+        self.policy.order
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        let message = "DEIS (noise prediction) cannot step from alpha = 0: start below t_max or use DPM-Solver++";
+        validate_expint(&self.policy, "DEIS", Form::Noise, steps, message)
+    }
+
+    fn init_state(&self) -> History {
+        History::new(self.policy.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        if from.alpha == 0.0 {
-            return Err(Error::Unsupported(
-                "DEIS (noise prediction) cannot step from alpha = 0: start below t_max or use DPM-Solver++".into(),
-            ));
-        }
-        let m0 = model.noise(x, from)?;
+        let m0 = ctx.model.noise(x, from)?;
         let order = self.policy.order_at(hist.len() + 1, step);
         let mut lambdas = vec![from.lambda];
         let mut outputs = vec![&m0];

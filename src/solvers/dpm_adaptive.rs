@@ -26,9 +26,9 @@
 
 use candle_core::{DType, Tensor};
 
-use super::Solver;
+use super::{refuse_zero_alpha_start, Solver, StepContext};
 use crate::error::{config_err, Error, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::Step;
 use crate::math::dpm_stages::{first_order, second_order, third_order, StageCache};
 use crate::model::Model;
 use crate::ops::lincomb;
@@ -301,18 +301,42 @@ impl Solver for DpmAdaptive {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<DpmAdaptiveState> {
-        self.validate()?;
-        Ok(self.new_state())
+    fn order(&self) -> usize {
+        self.order
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut DpmAdaptiveState) -> Result<Tensor> {
+    /// A lower bound: one attempt per grid step (`order` evaluations), 1 into `sigma = 0`.
+    fn nfe(&self, step: &Step) -> usize {
         if step.to.is_clean() {
-            let before = model.nfe();
-            let x0 = model.data(x, &step.from)?;
-            state.info.nfe += model.nfe() - before;
+            1
+        } else {
+            self.order
+        }
+    }
+
+    fn is_adaptive(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        DpmAdaptive::validate(self)?;
+        refuse_zero_alpha_start(
+            steps,
+            "the adaptive DPM-Solver (noise form) cannot start at alpha = 0: start below t_max",
+        )
+    }
+
+    fn init_state(&self) -> DpmAdaptiveState {
+        self.new_state()
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut DpmAdaptiveState) -> Result<Tensor> {
+        if step.to.is_clean() {
+            let before = ctx.model.nfe();
+            let x0 = ctx.model.data(x, &step.from)?;
+            state.info.nfe += ctx.model.nfe() - before;
             return Ok(x0);
         }
-        self.integrate(model, &step.from, &step.to, x, state, |_| {})
+        self.integrate(ctx.model, &step.from, &step.to, x, state, |_| {})
     }
 }

@@ -18,12 +18,11 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
-use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use super::{validate_expint, Solver, StepContext};
+use crate::error::Result;
+use crate::grid::Step;
 use crate::math::expint::{multistep_weights, weights, Form};
 use crate::math::{History, LowerOrderFinal, OrderPolicy};
-use crate::model::Model;
 use crate::ops::lincomb;
 
 /// Which quantity the solver integrates.
@@ -35,6 +34,19 @@ pub enum Algorithm {
     /// DPM-Solver: noise prediction (diffusers' `dpmsolver`).
     DpmSolver,
 }
+
+impl Algorithm {
+    /// The quantity integrated: data (DPM-Solver++) or noise (DPM-Solver).
+    pub fn form(self) -> Form {
+        match self {
+            Algorithm::DpmSolverPP => Form::Data,
+            Algorithm::DpmSolver => Form::Noise,
+        }
+    }
+}
+
+/// Why noise-prediction DPM-Solver refuses a start at `alpha = 0`.
+pub(crate) const ZERO_ALPHA: &str = "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++";
 
 /// The second-order update variant (diffusers' `solver_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -130,23 +142,27 @@ impl Solver for DpmSolverMultistep {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
-        self.policy.validate(3, "DPM-Solver multistep")?;
-        Ok(History::new(self.policy.order - 1))
+    fn order(&self) -> usize {
+        // the reference third-order weights leave an O(h^3) local error (see ThirdOrder)
+        match (self.policy.order, self.third_order) {
+            (3, ThirdOrder::Reference) => 2,
+            (order, _) => order,
+        }
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        validate_expint(&self.policy, "DPM-Solver multistep", self.algorithm.form(), steps, ZERO_ALPHA)
+    }
+
+    fn init_state(&self) -> History {
+        History::new(self.policy.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
         let (form, m0) = match self.algorithm {
-            Algorithm::DpmSolverPP => (Form::Data, model.data(x, from)?),
-            Algorithm::DpmSolver => {
-                if from.alpha == 0.0 {
-                    return Err(Error::Unsupported(
-                        "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++".into(),
-                    ));
-                }
-                (Form::Noise, model.noise(x, from)?)
-            }
+            Algorithm::DpmSolverPP => (Form::Data, ctx.model.data(x, from)?),
+            Algorithm::DpmSolver => (Form::Noise, ctx.model.noise(x, from)?),
         };
         let w = weights(form, from, to);
         let h = step.h();

@@ -22,12 +22,12 @@
 
 use candle_core::Tensor;
 
-use super::{Algorithm, Solver, SolverType};
-use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use super::dpm_solver::ZERO_ALPHA;
+use super::{validate_expint, Algorithm, Solver, SolverType, StepContext};
+use crate::error::Result;
+use crate::grid::Step;
 use crate::math::expint::{weights, Form};
 use crate::math::{LowerOrderFinal, OrderPolicy};
-use crate::model::Model;
 use crate::ops::lincomb;
 use crate::schedule::Point;
 
@@ -132,27 +132,27 @@ impl Solver for DpmSolverSinglestep {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<SinglestepState> {
-        self.policy.validate(3, "DPM-Solver singlestep")?;
-        Ok(SinglestepState::default())
+    fn order(&self) -> usize {
+        self.policy.order
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut SinglestepState) -> Result<Tensor> {
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        validate_expint(&self.policy, "DPM-Solver singlestep", self.algorithm.form(), steps, ZERO_ALPHA)
+    }
+
+    fn init_state(&self) -> SinglestepState {
+        SinglestepState::default()
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut SinglestepState) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
         let order = self.orders(step.count, to.is_clean()).get(step.index).copied().unwrap_or(1);
         // a group's step k needs the k - 1 earlier outputs of its group (a fresh state, e.g. a
         // grid cut for img2img, starts a new group, as diffusers does)
         let order = order.min(state.outputs.len() + 1);
         let (form, m) = match self.algorithm {
-            Algorithm::DpmSolverPP => (Form::Data, model.data(x, from)?),
-            Algorithm::DpmSolver => {
-                if from.alpha == 0.0 {
-                    return Err(Error::Unsupported(
-                        "DPM-Solver (noise prediction) cannot step from alpha = 0: use DPM-Solver++".into(),
-                    ));
-                }
-                (Form::Noise, model.noise(x, from)?)
-            }
+            Algorithm::DpmSolverPP => (Form::Data, ctx.model.data(x, from)?),
+            Algorithm::DpmSolver => (Form::Noise, ctx.model.noise(x, from)?),
         };
         if order == 1 {
             state.start = Some(x.clone());

@@ -7,10 +7,9 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{Solver, StepContext};
 use crate::error::Result;
-use crate::grid::{Grid, Step};
-use crate::model::Model;
+use crate::grid::Step;
 use crate::ops::lincomb;
 
 /// The Euler solver.
@@ -24,14 +23,20 @@ impl Solver for Euler {
         "Euler"
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<()> {
+    fn order(&self) -> usize {
+        1
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
+    fn init_state(&self) {}
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
         // x0 = d0.c_x x + d0.c_out out, folded into the update: one pass over memory
-        let d0 = model.data_linear(x, from)?;
+        let d0 = ctx.model.data_linear(x, from)?;
         let ratio = to.ksigma() / from.ksigma(); // 0 when starting from alpha = 0
         let c_d = to.alpha * (1.0 - ratio);
         lincomb(&[(to.sigma / from.sigma + c_d * d0.c_x, x), (c_d * d0.c_out, &d0.out)])

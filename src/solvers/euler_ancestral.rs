@@ -18,33 +18,32 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
-use crate::grid::{Grid, Step};
-use crate::model::Model;
-use crate::noise::{NoiseSource, SeededNoise};
+use crate::grid::Step;
 use crate::ops::lincomb;
 
 /// The Euler-ancestral solver.
 ///
 /// diffusers' `EulerAncestralDiscreteScheduler` is `eta = 1`, `s_noise = 1` (its `generator`
-/// is the state's noise source; its sigmas and `timestep_spacing` are the grid, its
+/// is the loop's noise source; its sigmas and `timestep_spacing` are the grid, its
 /// `init_noise_sigma` / `scale_model_input` the conversion `x = x_ve / sqrt(1 + s^2)`).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use diffusion_samplers::{sample, sample_with_state, DiscreteVp, End, EulerAncestral, Grid, Model, Prediction, Solver, Spacing};
+/// use diffusion_samplers::{sample, sample_with, DiscreteVp, End, EulerAncestral, Grid, Model, Prediction, SeededNoise, Spacing};
 /// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
 /// let grid = Grid::new(&s, &Spacing::UniformLambda, 10, End::Clean)?;
 /// let mut model = Model::new(|x: &Tensor, _t: f64| x.zeros_like(), &s, Prediction::Epsilon);
 /// let x = Tensor::ones(4, candle_core::DType::F64, &Device::Cpu)?;
 /// let solver = EulerAncestral::diffusers_default();
-/// // seeded (reproducible) noise
+/// // seeded (reproducible) noise: `sample` uses seed 0
 /// let a = sample(&solver, &mut model, &grid, &x)?;
-/// // or noise supplied by the caller
-/// let mut state = solver.state_with_noise(|like: &Tensor| like.zeros_like());
-/// let b = sample_with_state(&solver, &mut model, &grid, &x, &mut state, |_| {})?;
-/// assert_eq!(a.dims(), b.dims());
+/// let b = sample_with(&solver, &mut model, &grid, &x, &mut SeededNoise::new(0), |_| {})?;
+/// assert_eq!(a.to_vec1::<f64>()?, b.to_vec1::<f64>()?);
+/// // or noise supplied by the caller (here a closure returning zeros)
+/// let c = sample_with(&solver, &mut model, &grid, &x, &mut |like: &Tensor| like.zeros_like(), |_| {})?;
+/// assert_ne!(a.to_vec1::<f64>()?, c.to_vec1::<f64>()?);
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,13 +52,11 @@ pub struct EulerAncestral {
     pub eta: f64,
     /// Scale of the added noise (k-diffusion's `s_noise`).
     pub s_noise: f64,
-    /// Seed of the default noise generator.
-    pub seed: u64,
 }
 
 impl Default for EulerAncestral {
     fn default() -> Self {
-        EulerAncestral { eta: 1.0, s_noise: 1.0, seed: 0 }
+        EulerAncestral { eta: 1.0, s_noise: 1.0 }
     }
 }
 
@@ -68,50 +65,38 @@ impl EulerAncestral {
     pub fn diffusers_default() -> EulerAncestral {
         EulerAncestral::default()
     }
-
-    /// A state drawing its noise from `noise` instead of the seeded generator.
-    pub fn state_with_noise(&self, noise: impl NoiseSource + 'static) -> EulerAncestralState {
-        EulerAncestralState { noise: Box::new(noise) }
-    }
-}
-
-/// Euler-ancestral's state: its noise source.
-pub struct EulerAncestralState {
-    noise: Box<dyn NoiseSource>,
-}
-
-impl std::fmt::Debug for EulerAncestralState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EulerAncestralState")
-    }
 }
 
 impl Solver for EulerAncestral {
-    type State = EulerAncestralState;
+    type State = ();
 
     fn name(&self) -> &'static str {
         "Euler-ancestral"
     }
 
-    fn init_state(&self, grid: &Grid) -> Result<EulerAncestralState> {
+    fn order(&self) -> usize {
+        1
+    }
+
+    fn is_stochastic(&self) -> bool {
+        self.eta > 0.0
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if !(self.eta >= 0.0 && self.eta.is_finite() && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
             return config_err(format!(
                 "Euler-ancestral needs finite eta >= 0 and s_noise >= 0, got eta = {}, s_noise = {}",
                 self.eta, self.s_noise
             ));
         }
-        if self.eta > 0.0 && !grid.is_denoising() {
-            return config_err(
-                "Euler-ancestral with eta > 0 is stochastic and cannot run on an inversion grid: set eta = 0 (Euler) \
-                 or invert with a deterministic solver",
-            );
-        }
-        Ok(EulerAncestralState { noise: Box::new(SeededNoise::new(self.seed)) })
+        Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut EulerAncestralState) -> Result<Tensor> {
+    fn init_state(&self) {}
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let x0 = model.data(x, from)?;
+        let x0 = ctx.model.data(x, from)?;
         let h = step.h();
         let r = (-h).exp();
         let w = -(-2.0 * h).exp_m1(); // 1 - r^2
@@ -124,7 +109,7 @@ impl Solver for EulerAncestral {
         if c_z == 0.0 {
             return lincomb(&[(c_x, x), (to.alpha * c_x0, &x0)]);
         }
-        let z = state.noise.noise_like(x)?;
+        let z = ctx.noise.noise_between(x, from, to)?;
         lincomb(&[(c_x, x), (to.alpha * c_x0, &x0), (c_z, &z)])
     }
 }

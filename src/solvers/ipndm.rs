@@ -20,12 +20,11 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{Solver, StepContext};
 use crate::error::{config_err, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::Step;
 use crate::math::multistep::{ksigma_multistep, MultistepWeights};
 use crate::math::History;
-use crate::model::Model;
 use crate::ops::lincomb;
 use crate::schedule::Point;
 
@@ -87,7 +86,7 @@ impl Ipndm {
     /// passes to the network. `t` is the time of the v-diffusion cosine schedule
     /// `alpha = cos(pi t / 2)`, `sigma = sin(pi t / 2)`: the model must be bound to a
     /// [`crate::Scheduler`] whose `model_time` is that `t`, such as [`crate::CosineVp`]. The first point has `alpha = 0`, the last
-    /// `sigma = 0`. Build the grid with [`Grid::from_points`].
+    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`].
     pub fn diffusers_points(steps: usize) -> Result<Vec<Point>> {
         if steps == 0 {
             return Err(crate::Error::ZeroSteps);
@@ -113,14 +112,23 @@ impl Solver for Ipndm {
         "iPNDM"
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
+    fn order(&self) -> usize {
+        self.order
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
         if !(1..=4).contains(&self.order) {
             return config_err(format!("iPNDM supports orders 1..=4, got {}", self.order));
         }
-        Ok(History::new(self.order - 1))
+        Ok(())
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn init_state(&self) -> History {
+        History::new(self.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+        let model = &mut *ctx.model;
         let (from, to) = (&step.from, &step.to);
         if from.alpha == 0.0 {
             // only the grid's first point can have alpha = 0, so no history exists here

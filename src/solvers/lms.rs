@@ -17,12 +17,11 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
-use crate::error::{config_err, Error, Result};
-use crate::grid::{Grid, Step};
+use super::{refuse_zero_alpha_start, Solver, StepContext};
+use crate::error::{config_err, Result};
+use crate::grid::Step;
 use crate::math::multistep::{ksigma_multistep, MultistepWeights};
 use crate::math::History;
-use crate::model::Model;
 
 /// The LMS solver.
 ///
@@ -73,23 +72,28 @@ impl Solver for Lms {
         "LMS"
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
+    fn order(&self) -> usize {
+        self.order
+    }
+
+    fn validate(&self, steps: &[Step]) -> Result<()> {
         if !(1..=4).contains(&self.order) {
             return config_err(format!("LMS supports orders 1..=4, got {}", self.order));
         }
-        Ok(History::new(self.order - 1))
+        refuse_zero_alpha_start(
+            steps,
+            "LMS cannot start at alpha = 0 (infinite noise level): start the grid below t_max or use a multistep \
+             exponential integrator (DPM-Solver++)",
+        )
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn init_state(&self) -> History {
+        History::new(self.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        if from.alpha == 0.0 {
-            return Err(Error::Unsupported(
-                "LMS cannot start at alpha = 0 (infinite noise level): start the grid below t_max or use a \
-                 multistep exponential integrator (DPM-Solver++)"
-                    .into(),
-            ));
-        }
-        let eps = model.noise(x, from)?;
+        let eps = ctx.model.noise(x, from)?;
         let out = ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Lagrange)?;
         hist.push(*from, eps);
         Ok(out)

@@ -30,12 +30,11 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::Solver;
+use super::{refuse_zero_alpha_start, Solver, StepContext};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::Step;
 use crate::math::expint::Form;
 use crate::math::unified::{extrapolate_clean, output, update};
-use crate::model::Model;
 use crate::schedule::Point;
 
 /// The prediction form of a plan step, as it is saved.
@@ -131,7 +130,8 @@ impl SolverPlan {
     }
 }
 
-/// The solver that follows a [`SolverPlan`] (one plan entry per grid step).
+/// The solver that follows a [`SolverPlan`]: one plan entry per grid step, or a single entry
+/// for every step (a uniform plan; first order into `sigma = 0`).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -160,15 +160,33 @@ pub struct Planned {
 #[derive(Debug, Default)]
 pub struct PlannedState {
     history: Vec<(Point, Tensor, Tensor)>,
-    pending: Option<(Tensor, usize, usize)>,
+    pending: Option<(Tensor, usize, PlanStep)>,
 }
 
 impl Planned {
-    fn entry(&self, index: usize) -> Result<&PlanStep> {
-        self.plan
-            .steps
-            .get(index)
-            .ok_or_else(|| Error::InvalidConfig(format!("the plan has {} steps, the grid more", self.plan.steps.len())))
+    /// The plan entry of `step`: its own, or with a one-entry (uniform) plan that entry, first
+    /// order into `sigma = 0`.
+    fn entry(&self, step: &Step) -> Result<PlanStep> {
+        match self.plan.steps.as_slice() {
+            [only] if step.count != 1 => {
+                Ok(if step.to.is_clean() { PlanStep { order: 1, corrector: false, ..*only } } else { *only })
+            }
+            steps => steps.get(step.index).copied().ok_or_else(|| {
+                Error::InvalidConfig(format!("the plan has {} steps, the grid more", self.plan.steps.len()))
+            }),
+        }
+    }
+}
+
+impl Default for Planned {
+    /// The uniform plan of UniPC-2 (bh2, data form, corrector after every step): what the
+    /// registry's `planned` runs; a calibrated plan comes from a schedule file.
+    fn default() -> Self {
+        Planned {
+            plan: SolverPlan {
+                steps: vec![PlanStep { order: 2, form: PlanForm::Data, second: SecondOrder::Bh2, corrector: true }],
+            },
+        }
     }
 }
 
@@ -179,27 +197,43 @@ impl Solver for Planned {
         "planned"
     }
 
-    fn init_state(&self, grid: &Grid) -> Result<PlannedState> {
-        self.plan.validate()?;
-        if self.plan.steps.len() != grid.len() {
-            return Err(Error::InvalidGrid(format!(
-                "the solver plan has {} steps but the grid has {}: use the grid the plan was made for",
-                self.plan.steps.len(),
-                grid.len()
-            )));
-        }
-        Ok(PlannedState::default())
+    /// The smallest order of the plan's steps before the last (UniC adds one order).
+    fn order(&self) -> usize {
+        let n = self.plan.steps.len();
+        let interior = &self.plan.steps[..n.saturating_sub(1).max(1).min(n)];
+        interior.iter().map(|s| s.order + usize::from(s.corrector)).min().unwrap_or(1).clamp(1, 4)
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut PlannedState) -> Result<Tensor> {
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        self.plan.validate()?;
+        let n = self.plan.steps.len();
+        if n != 1 && n != steps.len() {
+            return Err(Error::InvalidGrid(format!(
+                "the solver plan has {n} steps but the grid has {}: use the grid the plan was made for",
+                steps.len()
+            )));
+        }
+        if self.plan.steps.iter().any(|s| s.form == PlanForm::Noise) {
+            refuse_zero_alpha_start(
+                steps,
+                "a noise-form plan step cannot start at alpha = 0: plan the data form for the first step",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn init_state(&self) -> PlannedState {
+        PlannedState::default()
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut PlannedState) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let plan = *self.entry(step.index)?;
-        let d = model.data(x, from)?;
+        let plan = self.entry(step)?;
+        let d = ctx.model.data(x, from)?;
         // UniC: redo the previous step with the new output at its end
         let corrected;
         let x_c = match state.pending.take() {
-            Some((x_prev, order, index)) if index + 1 == step.index && self.entry(index)?.corrector => {
-                let prev = *self.entry(index)?;
+            Some((x_prev, order, prev)) if prev.corrector => {
                 let form = prev.form.form();
                 let (s, xs, ds) = state
                     .history
@@ -232,7 +266,8 @@ impl Solver for Planned {
             }
             update(form, plan.second, x_c, from, to, &m0, &nodes)?
         };
-        state.pending = Some((x_c.clone(), order, step.index));
+        // a step into sigma = 0 has no next evaluation to correct it with
+        state.pending = if to.is_clean() { None } else { Some((x_c.clone(), order, plan)) };
         Ok(out)
     }
 }

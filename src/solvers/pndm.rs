@@ -25,9 +25,9 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{refuse_zero_alpha_start, Solver, StepContext};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::{diffusers_timesteps, DiffusersTimesteps, Grid, Step};
 use crate::math::expint::{weights, Form};
 use crate::math::multistep::{ksigma_multistep, ksigma_weights, MultistepWeights};
 use crate::math::History;
@@ -137,10 +137,10 @@ impl Pndm {
     }
 
     /// diffusers' `PNDMScheduler` grid (`timestep_spacing = "leading"`): the timesteps
-    /// `(steps - 1 - i) * (N / steps) + steps_offset` for a table of `N` training timesteps, ending
-    /// at `sigma = 0` if `set_alpha_to_one`, else at the table's first entry (time 0). When the last
-    /// timestep is already 0 (`steps_offset = 0` without `set_alpha_to_one`), diffusers' final step
-    /// is a no-op that still calls the network once; this grid leaves it out.
+    /// `(steps - 1 - i) * (N / steps) + steps_offset` for a table of `N` training timesteps, then
+    /// the end of [`diffusers_points`]. When that end repeats the last timestep (`steps_offset = 0`
+    /// without `set_alpha_to_one`), diffusers' final step is a no-op that still calls the network
+    /// once; this grid leaves it out.
     pub fn diffusers_grid(
         schedule: &dyn Scheduler,
         steps: usize,
@@ -157,22 +157,46 @@ impl Pndm {
         if ratio == 0 {
             return Err(Error::TooManySteps { steps, max: n_train });
         }
-        let first = (steps - 1) * ratio + steps_offset;
-        if first >= n_train {
+        let ts: Vec<f64> = diffusers_timesteps(DiffusersTimesteps::Leading { steps_offset }, n_train, steps)
+            .into_iter()
+            .rev()
+            .collect();
+        if ts[0] >= n_train as f64 {
             return Err(Error::InvalidConfig(format!(
-                "steps_offset {steps_offset} puts the first timestep at {first}, beyond the table's last ({})",
+                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({})",
+                ts[0],
                 n_train - 1
             )));
         }
-        let mut points: Vec<Point> =
-            (0..steps).map(|i| schedule.point(((steps - 1 - i) * ratio + steps_offset) as f64)).collect();
-        if set_alpha_to_one {
-            points.push(schedule.clean_point());
-        } else if steps_offset > 0 {
-            points.push(schedule.point(0.0));
-        }
+        let mut points = diffusers_points(|t| schedule.point(t), &ts, ratio as f64, set_alpha_to_one, true);
+        points.dedup_by(|b, a| a.lambda == b.lambda);
         Grid::from_points(points)
     }
+}
+
+/// The points diffusers' `PNDMScheduler` steps through for its timesteps `ts` (descending, a
+/// uniform `stride` apart; `point(t)` is the table's point at timestep `t`): each timestep, then
+/// `last - stride` when that is a timestep of the table and `uniform_stride` (diffusers'
+/// `prev_timestep`), else the clean point (`set_alpha_to_one`) or the table's first entry,
+/// timestep 0. With a last timestep of 0 that end repeats it: diffusers' final step then calls
+/// the network and leaves the sample as it is.
+pub(crate) fn diffusers_points(
+    point: impl Fn(f64) -> Point,
+    ts: &[f64],
+    stride: f64,
+    set_alpha_to_one: bool,
+    uniform_stride: bool,
+) -> Vec<Point> {
+    let mut points: Vec<Point> = ts.iter().map(|&t| point(t)).collect();
+    let final_t = ts.last().map_or(0.0, |&t| t - stride);
+    points.push(if final_t >= 0.0 && uniform_stride {
+        point(final_t)
+    } else if set_alpha_to_one {
+        Point::clean(-1.0)
+    } else {
+        point(0.0)
+    });
+    points
 }
 
 impl Pndm {
@@ -201,24 +225,40 @@ impl Solver for Pndm {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<History> {
+    fn order(&self) -> usize {
+        4
+    }
+
+    fn nfe(&self, step: &Step) -> usize {
+        // the warm-up steps are the first ones of a run (the history holds one entry per step)
+        match self.warmup {
+            _ if step.to.is_clean() => 1,
+            Warmup::RungeKutta { .. } if step.index < PRK_STEPS => 4,
+            Warmup::ImprovedEuler if step.index == 0 => 2,
+            _ => 1,
+        }
+    }
+
+    fn validate(&self, steps: &[Step]) -> Result<()> {
         if let Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half } } = self.warmup {
             if !(half >= 0.0 && half.is_finite()) {
                 return Err(Error::InvalidConfig(format!("PNDM's half stride must be finite and >= 0, got {half}")));
             }
         }
-        Ok(History::new(3))
+        refuse_zero_alpha_start(
+            steps,
+            "PNDM cannot start at alpha = 0 (its DDIM transfer divides by alpha): start the grid below t_max, or \
+             use iPNDM or DPM-Solver++",
+        )
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+    fn init_state(&self) -> History {
+        History::new(3)
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
+        let model = &mut *ctx.model;
         let (from, to) = (&step.from, &step.to);
-        if from.alpha == 0.0 {
-            return Err(Error::Unsupported(
-                "PNDM cannot start at alpha = 0 (its DDIM transfer divides by alpha): start the grid below \
-                 t_max, or use iPNDM or DPM-Solver++"
-                    .into(),
-            ));
-        }
         let e1 = self.eval(model, x, from)?;
         let out = match self.warmup {
             Warmup::RungeKutta { .. } if hist.len() < PRK_STEPS && !to.is_clean() => {

@@ -22,20 +22,18 @@
 //! term is `O(1) D2 = O(h^2)` wrong per step and the drift is only first-order accurate
 //! (`tests/solvers_c1.rs` measures the drift on a quadratic data prediction).
 //!
-//! The noise `z` comes from the state's [`NoiseSource`], one draw per step (also on a step into
-//! `sigma = 0`, where its weight is 0, so that caller-supplied noise lines up with diffusers'
+//! The noise `z` comes from the loop's [`crate::NoiseSource`], one draw per step (also on a step
+//! into `sigma = 0`, where its weight is 0, so that caller-supplied noise lines up with diffusers'
 //! `variance_noise` per step). Strong order about 1 (additive noise); it does not invert.
 
 use candle_core::Tensor;
 
-use super::{Solver, SolverType, ThirdOrder};
-use crate::error::{config_err, Error, Result};
-use crate::grid::{Grid, Step};
+use super::{Solver, SolverType, StepContext, ThirdOrder};
+use crate::error::Result;
+use crate::grid::Step;
 use crate::math::expint::multistep_weights;
 use crate::math::phi::{phi, tail};
 use crate::math::{History, OrderPolicy};
-use crate::model::Model;
-use crate::noise::{NoiseSource, SeededNoise};
 use crate::ops::lincomb;
 
 /// SDE-DPM-Solver++ (multistep).
@@ -44,8 +42,9 @@ use crate::ops::lincomb;
 /// `algorithm_type="sde-dpmsolver++"`): `solver_order` -> `policy.order`; `lower_order_final`
 /// -> `policy.lower_order_final` (`true` = `LowerOrderFinal::BelowSteps(15)`); `euler_at_final`
 /// -> `policy.euler_at_final`; `solver_type` -> `solver_type`; diffusers' third-order weights ->
-/// `third_order = ThirdOrder::Reference`; the `generator` -> `seed` (the numbers differ from
-/// torch's generator: to replay diffusers' noise pass it through [`SdeDpmSolverPP::state_with_noise`]).
+/// `third_order = ThirdOrder::Reference`; the `generator` -> the loop's noise source (seeded
+/// numbers differ from torch's generator: to replay diffusers' noise pass it as a
+/// [`crate::TensorNoise`] to [`crate::sample_with`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -67,8 +66,6 @@ pub struct SdeDpmSolverPP {
     pub solver_type: SolverType,
     /// The third-order weight of `D2`.
     pub third_order: ThirdOrder,
-    /// Seed of the default noise generator.
-    pub seed: u64,
 }
 
 impl SdeDpmSolverPP {
@@ -78,7 +75,6 @@ impl SdeDpmSolverPP {
             policy: OrderPolicy::fixed(order),
             solver_type: SolverType::Midpoint,
             third_order: ThirdOrder::Taylor,
-            seed: 0,
         }
     }
 
@@ -89,14 +85,7 @@ impl SdeDpmSolverPP {
             policy: OrderPolicy::diffusers(2),
             solver_type: SolverType::Midpoint,
             third_order: ThirdOrder::Reference,
-            seed: 0,
         }
-    }
-
-    /// A state drawing its noise from `noise` (e.g. noise recorded from another implementation)
-    /// instead of the seeded generator; use it with [`crate::sample_with_state`].
-    pub fn state_with_noise(&self, noise: impl NoiseSource + 'static) -> SdeState {
-        SdeState { history: History::new(self.policy.order.clamp(1, 3) - 1), noise: Box::new(noise) }
     }
 }
 
@@ -106,21 +95,8 @@ impl Default for SdeDpmSolverPP {
     }
 }
 
-/// The state of [`SdeDpmSolverPP`]: the multistep history and the noise source.
-pub struct SdeState {
-    history: History,
-    noise: Box<dyn NoiseSource>,
-}
-
-impl SdeState {
-    /// The stored data predictions, newest first.
-    pub fn history(&self) -> &History {
-        &self.history
-    }
-}
-
 impl Solver for SdeDpmSolverPP {
-    type State = SdeState;
+    type State = History;
 
     fn name(&self) -> &'static str {
         match self.policy.order {
@@ -130,26 +106,26 @@ impl Solver for SdeDpmSolverPP {
         }
     }
 
-    fn init_state(&self, grid: &Grid) -> Result<SdeState> {
-        self.policy.validate(3, "SDE-DPM-Solver++")?;
-        if !grid.is_denoising() {
-            return config_err(
-                "SDE-DPM-Solver++ is stochastic and cannot run an inversion grid: invert with a deterministic \
-                 solver (DPM-Solver++, DDIM, UniPC, DEIS)",
-            );
-        }
-        Ok(self.state_with_noise(SeededNoise::new(self.seed)))
+    fn order(&self) -> usize {
+        1
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut SdeState) -> Result<Tensor> {
+    fn is_stochastic(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, _steps: &[Step]) -> Result<()> {
+        self.policy.validate(3, "SDE-DPM-Solver++")
+    }
+
+    fn init_state(&self) -> History {
+        History::new(self.policy.order.saturating_sub(1))
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        if step.h() <= 0.0 {
-            return Err(Error::Unsupported(
-                "SDE-DPM-Solver++ steps towards less noise only: invert with a deterministic solver".into(),
-            ));
-        }
-        let m0 = model.data(x, from)?;
-        let z = state.noise.noise_like(x)?;
+        let m0 = ctx.model.data(x, from)?;
+        let z = ctx.noise.noise_between(x, from, to)?;
         let h = step.h();
         let h2 = 2.0 * h;
         // (sigma_to / sigma) e^{-h}; 0 into sigma = 0 (h = inf)
@@ -157,7 +133,6 @@ impl Solver for SdeDpmSolverPP {
         let c_z = to.sigma * (-(-h2).exp_m1()).max(0.0).sqrt();
         let c0 = to.alpha * tail(0, h2);
         let c1 = to.alpha * tail(1, h2);
-        let hist = &state.history;
         let order = self.policy.order_at(hist.len() + 1, step);
         let out = match (order, hist.get(0), hist.get(1)) {
             (3, Some((p1, m1)), Some((p2, m2))) => {
@@ -178,7 +153,7 @@ impl Solver for SdeDpmSolverPP {
             }
             _ => lincomb(&[(c_x, x), (c0, &m0), (c_z, &z)]),
         }?;
-        state.history.push(*from, m0);
+        hist.push(*from, m0);
         Ok(out)
     }
 }

@@ -28,13 +28,13 @@
 
 use candle_core::Tensor;
 
-use super::Solver;
+use super::{validate_expint, Solver, StepContext};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, Step};
+use crate::grid::Step;
 use crate::math::expint::{weights, Form};
-use crate::math::lagrange::{factorial, moment_weights, taylor_weight};
+use crate::math::lagrange::{moment_weights, taylor_weight};
+use crate::math::phi::factorial;
 use crate::math::{History, OrderPolicy};
-use crate::model::Model;
 use crate::ops::lincomb;
 use crate::schedule::Point;
 
@@ -210,23 +210,28 @@ impl Solver for UniPc {
         }
     }
 
-    fn init_state(&self, _grid: &Grid) -> Result<UniPcState> {
-        self.policy.validate(3, "UniPC")?;
-        Ok(UniPcState { history: History::new(self.policy.order), pending: None })
+    fn order(&self) -> usize {
+        // the corrector raises UniP-p to order p + 1 at no extra evaluation
+        match self.corrector {
+            Corrector::None => self.policy.order,
+            _ => self.policy.order + 1,
+        }
     }
 
-    fn step(&self, model: &mut Model, step: &Step, x: &Tensor, state: &mut UniPcState) -> Result<Tensor> {
+    fn validate(&self, steps: &[Step]) -> Result<()> {
+        let message = "UniPC with noise prediction cannot step from alpha = 0: use the data form (predict_x0)";
+        validate_expint(&self.policy, "UniPC", self.form, steps, message)
+    }
+
+    fn init_state(&self) -> UniPcState {
+        UniPcState { history: History::new(self.policy.order), pending: None }
+    }
+
+    fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut UniPcState) -> Result<Tensor> {
         let from = &step.from;
         let m_t = match self.form {
-            Form::Data => model.data(x, from)?,
-            Form::Noise => {
-                if from.alpha == 0.0 {
-                    return Err(Error::Unsupported(
-                        "UniPC with noise prediction cannot step from alpha = 0: use the data form (predict_x0)".into(),
-                    ));
-                }
-                model.noise(x, from)?
-            }
+            Form::Data => ctx.model.data(x, from)?,
+            Form::Noise => ctx.model.noise(x, from)?,
         };
         // UniC: redo the previous step s -> from with the new output m_t at its end
         let corrected;

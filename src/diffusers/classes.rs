@@ -1,0 +1,384 @@
+//! The diffusers scheduler classes this layer reproduces and the options each one's constructor
+//! takes (diffusers 0.42.1).
+
+/// The diffusers scheduler classes this layer reproduces. (The default, DDIM, is the class of
+/// an empty [`super::SchedulerConfig`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum SchedulerClass {
+    /// `DDIMScheduler`.
+    #[default]
+    Ddim,
+    /// `DDIMInverseScheduler` (deterministic encoding).
+    DdimInverse,
+    /// `DPMSolverMultistepScheduler`.
+    DpmSolverMultistep,
+    /// `DPMSolverMultistepInverseScheduler` (deterministic encoding).
+    DpmSolverMultistepInverse,
+    /// `DPMSolverSinglestepScheduler`.
+    DpmSolverSinglestep,
+    /// `DEISMultistepScheduler`.
+    DeisMultistep,
+    /// `UniPCMultistepScheduler`.
+    UniPcMultistep,
+    /// `EulerDiscreteScheduler`.
+    EulerDiscrete,
+    /// `HeunDiscreteScheduler`.
+    HeunDiscrete,
+    /// `LMSDiscreteScheduler`.
+    LmsDiscrete,
+    /// `PNDMScheduler`.
+    Pndm,
+    /// `EulerAncestralDiscreteScheduler`.
+    EulerAncestralDiscrete,
+    /// `DDPMScheduler`.
+    Ddpm,
+    /// `FlowMatchEulerDiscreteScheduler`.
+    FlowMatchEulerDiscrete,
+}
+
+const COMMON_DISCRETE: &[&str] = &["num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas"];
+
+impl SchedulerClass {
+    /// Every class, in a fixed order.
+    pub const ALL: [SchedulerClass; 14] = [
+        SchedulerClass::Ddim,
+        SchedulerClass::DdimInverse,
+        SchedulerClass::DpmSolverMultistep,
+        SchedulerClass::DpmSolverMultistepInverse,
+        SchedulerClass::DpmSolverSinglestep,
+        SchedulerClass::DeisMultistep,
+        SchedulerClass::UniPcMultistep,
+        SchedulerClass::EulerDiscrete,
+        SchedulerClass::HeunDiscrete,
+        SchedulerClass::LmsDiscrete,
+        SchedulerClass::Pndm,
+        SchedulerClass::EulerAncestralDiscrete,
+        SchedulerClass::Ddpm,
+        SchedulerClass::FlowMatchEulerDiscrete,
+    ];
+
+    /// The diffusers class name (`_class_name`).
+    ///
+    /// ```
+    /// use diffusion_samplers::diffusers::SchedulerClass;
+    /// assert_eq!(SchedulerClass::from_name("PNDMScheduler"), Some(SchedulerClass::Pndm));
+    /// assert_eq!(SchedulerClass::Pndm.name(), "PNDMScheduler");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerClass::Ddim => "DDIMScheduler",
+            SchedulerClass::DdimInverse => "DDIMInverseScheduler",
+            SchedulerClass::DpmSolverMultistep => "DPMSolverMultistepScheduler",
+            SchedulerClass::DpmSolverMultistepInverse => "DPMSolverMultistepInverseScheduler",
+            SchedulerClass::DpmSolverSinglestep => "DPMSolverSinglestepScheduler",
+            SchedulerClass::DeisMultistep => "DEISMultistepScheduler",
+            SchedulerClass::UniPcMultistep => "UniPCMultistepScheduler",
+            SchedulerClass::EulerDiscrete => "EulerDiscreteScheduler",
+            SchedulerClass::HeunDiscrete => "HeunDiscreteScheduler",
+            SchedulerClass::LmsDiscrete => "LMSDiscreteScheduler",
+            SchedulerClass::Pndm => "PNDMScheduler",
+            SchedulerClass::EulerAncestralDiscrete => "EulerAncestralDiscreteScheduler",
+            SchedulerClass::Ddpm => "DDPMScheduler",
+            SchedulerClass::FlowMatchEulerDiscrete => "FlowMatchEulerDiscreteScheduler",
+        }
+    }
+
+    /// The class with diffusers name `name`.
+    pub fn from_name(name: &str) -> Option<SchedulerClass> {
+        SchedulerClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The options this class's constructor accepts (diffusers 0.42.1). Other known diffusers
+    /// options in a config are ignored for this class, exactly as diffusers ignores them.
+    pub fn keys(self) -> Vec<&'static str> {
+        let own: &[&str] = match self {
+            SchedulerClass::Ddim => &[
+                "clip_sample",
+                "set_alpha_to_one",
+                "steps_offset",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "clip_sample_range",
+                "sample_max_value",
+                "timestep_spacing",
+                "rescale_betas_zero_snr",
+            ],
+            SchedulerClass::DdimInverse => &[
+                "clip_sample",
+                "set_alpha_to_one",
+                "set_alpha_to_zero",
+                "steps_offset",
+                "prediction_type",
+                "clip_sample_range",
+                "timestep_spacing",
+                "rescale_betas_zero_snr",
+            ],
+            SchedulerClass::DpmSolverMultistep => &[
+                "solver_order",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "solver_type",
+                "lower_order_final",
+                "euler_at_final",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_lu_lambdas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "final_sigmas_type",
+                "lambda_min_clipped",
+                "variance_type",
+                "timestep_spacing",
+                "steps_offset",
+                "rescale_betas_zero_snr",
+                "use_dynamic_shifting",
+                "time_shift_type",
+            ],
+            SchedulerClass::DpmSolverMultistepInverse => &[
+                "solver_order",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "solver_type",
+                "lower_order_final",
+                "euler_at_final",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "lambda_min_clipped",
+                "variance_type",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::DpmSolverSinglestep => &[
+                "solver_order",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "solver_type",
+                "lower_order_final",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "final_sigmas_type",
+                "lambda_min_clipped",
+                "variance_type",
+                "use_dynamic_shifting",
+                "time_shift_type",
+            ],
+            SchedulerClass::DeisMultistep => &[
+                "solver_order",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "solver_type",
+                "lower_order_final",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "timestep_spacing",
+                "steps_offset",
+                "use_dynamic_shifting",
+                "time_shift_type",
+            ],
+            SchedulerClass::UniPcMultistep => &[
+                "solver_order",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "predict_x0",
+                "solver_type",
+                "lower_order_final",
+                "disable_corrector",
+                "solver_p",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "timestep_spacing",
+                "steps_offset",
+                "final_sigmas_type",
+                "rescale_betas_zero_snr",
+                "use_dynamic_shifting",
+                "time_shift_type",
+                "sigma_min",
+                "sigma_max",
+                "shift_terminal",
+            ],
+            SchedulerClass::EulerDiscrete => &[
+                "prediction_type",
+                "interpolation_type",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "sigma_min",
+                "sigma_max",
+                "timestep_spacing",
+                "timestep_type",
+                "steps_offset",
+                "rescale_betas_zero_snr",
+                "final_sigmas_type",
+            ],
+            SchedulerClass::HeunDiscrete => &[
+                "prediction_type",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "clip_sample",
+                "clip_sample_range",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::LmsDiscrete => &[
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "prediction_type",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::Pndm => {
+                &["skip_prk_steps", "set_alpha_to_one", "prediction_type", "timestep_spacing", "steps_offset"]
+            }
+            SchedulerClass::EulerAncestralDiscrete => {
+                &["prediction_type", "timestep_spacing", "steps_offset", "rescale_betas_zero_snr"]
+            }
+            SchedulerClass::Ddpm => &[
+                "variance_type",
+                "clip_sample",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "clip_sample_range",
+                "sample_max_value",
+                "timestep_spacing",
+                "steps_offset",
+                "rescale_betas_zero_snr",
+            ],
+            SchedulerClass::FlowMatchEulerDiscrete => &[
+                "num_train_timesteps",
+                "shift",
+                "use_dynamic_shifting",
+                "base_shift",
+                "max_shift",
+                "base_image_seq_len",
+                "max_image_seq_len",
+                "invert_sigmas",
+                "shift_terminal",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "time_shift_type",
+                "stochastic_sampling",
+            ],
+        };
+        let mut keys: Vec<&'static str> =
+            if self == SchedulerClass::FlowMatchEulerDiscrete { Vec::new() } else { COMMON_DISCRETE.to_vec() };
+        keys.extend_from_slice(own);
+        keys
+    }
+
+    /// True when the class takes `key` in its constructor.
+    pub fn accepts(self, key: &str) -> bool {
+        self.keys().contains(&key)
+    }
+
+    /// Whether the class works on `x / alpha` (k-diffusion's scaled sample; its pipeline scales
+    /// the model input by `1 / sqrt(sigma^2 + 1)`): Euler, Heun, LMS, Euler-ancestral.
+    pub fn works_on_scaled_sample(self) -> bool {
+        matches!(
+            self,
+            SchedulerClass::EulerDiscrete
+                | SchedulerClass::HeunDiscrete
+                | SchedulerClass::LmsDiscrete
+                | SchedulerClass::EulerAncestralDiscrete
+        )
+    }
+}
+
+/// Options of diffusers scheduler classes outside [`SchedulerClass`] (consistency, EDM, LCM,
+/// SDE, TCD, ... schedulers of diffusers 0.42.1). A config may carry them when it was written for
+/// another class; diffusers ignores them for the classes here, and so does this layer (they are
+/// listed in [`SchedulerConfig::ignored_keys`]).
+pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
+    "alpha_cum_end",
+    "alpha_cum_start",
+    "args",
+    "block_length",
+    "clip_denoised",
+    "correct_steps",
+    "corrector_k",
+    "corrector_order",
+    "corrector_selection",
+    "corrector_selection_tau",
+    "corrector_steps",
+    "editing_threshold",
+    "entropy_bound",
+    "eps",
+    "eta",
+    "final_step_size_scale",
+    "gamma",
+    "gamma_cum_end",
+    "gamma_cum_start",
+    "mask_token_id",
+    "masking_schedule",
+    "minimal_topk",
+    "n_grid",
+    "noise_mode",
+    "noise_sampler_seed",
+    "num_inference_steps",
+    "num_policy_substeps",
+    "num_vec_classes",
+    "original_inference_steps",
+    "predictor_order",
+    "rho",
+    "s",
+    "s_noise",
+    "sampling_eps",
+    "scale_factors",
+    "scaler",
+    "schedule_mode",
+    "scheduler_type",
+    "sigma_data",
+    "sigma_schedule",
+    "snr",
+    "snr_shift_scale",
+    "stage_range",
+    "stages",
+    "t_lim_ode",
+    "t_lim_ode_below",
+    "t_max",
+    "t_min",
+    "tail_step_multiplier",
+    "tail_steps",
+    "tau_func",
+    "threshold",
+    "timestep_scaling",
+    "tsr_k",
+    "tsr_sigma",
+    "upscale_mode",
+    "quantization_config",
+];
+
+/// Keys starting with `_` that diffusers writes into configs (diffusers drops every key starting
+/// with `_` when it builds a scheduler; these are accepted without a note).
+pub const PRIVATE_KEYS: &[&str] = &["_class_name", "_diffusers_version", "_use_default_values", "_name_or_path"];
