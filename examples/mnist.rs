@@ -24,9 +24,14 @@ use unet_common::*;
 #[derive(Parser, Debug)]
 struct Cli {
     /// Solver name: ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof, dpmpp_3m, unipc_bh2_2_lof,
-    /// unipc_bh2_3_lof, deis_3_lof, ... (any name of diffusion_samplers::names)
-    #[arg(long, default_value = "dpmpp_2m_lof", value_parser = solver)]
-    solver: AnySolver,
+    /// unipc_bh2_3_lof, deis_3_lof, ... (any name of diffusion_samplers::names; default
+    /// dpmpp_2m_lof, or the solver of --schedule)
+    #[arg(long, value_parser = solver)]
+    solver: Option<AnySolver>,
+    /// A calibrated schedule file (from the `calibrate` example): its grid and solver replace
+    /// --steps and --spacing (and --solver, which must then be the file's)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["steps", "spacing"])]
+    schedule: Option<String>,
     /// Solver steps (NFE = steps, Heun 2 * steps - 1)
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     steps: u32,
@@ -54,12 +59,22 @@ struct Cli {
 
 fn main() -> AnyResult<()> {
     let cli = Cli::parse();
-    let (solver, spacing, seed, out) = (&cli.solver, &cli.spacing, cli.seed, &cli.out);
-    let (steps, n, batch) = (cli.steps as usize, cli.n as usize, cli.batch as usize);
+    let (seed, out) = (cli.seed, &cli.out);
+    let (n, batch) = (cli.n as usize, cli.batch as usize);
 
     let t0 = Instant::now();
     let (unet, schedule) = load(&cli.model.dir())?;
-    let grid = grid(&schedule, spacing, steps)?;
+    let (solver, grid, grid_name) = match &cli.schedule {
+        Some(path) => {
+            let (s, g, _) = calibrated::load_schedule(path, &cli.model.dir(), &schedule, cli.solver.as_ref())?;
+            (s, g, format!("calibrated ({path})"))
+        }
+        None => {
+            let s = cli.solver.clone().unwrap_or(solver("dpmpp_2m_lof")?);
+            (s, grid(&schedule, &cli.spacing, cli.steps as usize)?, spacing_name(&cli.spacing).to_string())
+        }
+    };
+    let (solver, steps) = (&solver, grid.len());
     let noise = noise(n, 1, 32, 32, seed)?;
 
     let mut samples = Vec::new();
@@ -89,7 +104,7 @@ fn main() -> AnyResult<()> {
         "{n} digits, {} on a {} grid, {steps} steps, {nfe} network evaluations per batch of {}, seed {seed}: \
          {secs:.1} s (model load included) -> {out}",
         solver.name(),
-        spacing_name(spacing),
+        grid_name,
         batch.min(n),
     );
     Ok(())

@@ -14,10 +14,13 @@
 //!
 //! The solvers, one file each: [`Ddim`], [`Ddpm`], [`Euler`], [`EulerAncestral`], [`Heun`] (EDM,
 //! with churn), [`DpmSolverMultistep`] (DPM-Solver++ and DPM-Solver, orders 1-3),
-//! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS)
-//! and [`Ipndm`]. Each reports its order, its network evaluations per step and whether it is
+//! [`DpmSolverSinglestep`], [`SdeDpmSolverPP`], [`Deis`], [`UniPc`], [`Lms`], [`Pndm`] (PRK/PLMS),
+//! [`Ipndm`], [`DpmFast`], the error-controlled [`DpmAdaptive`] and [`Planned`] (a per-step
+//! solver plan). Each reports its order, its network evaluations per step and whether it is
 //! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
-//! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
+//! fits a step count to an evaluation budget. [`calibrate`] fits a step schedule (and a solver
+//! plan) to your own model against an adaptive teacher and saves it as a small file.
+//! [`diffusers`] maps a diffusers
 //! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
 //! Gaussian mixture with its exact denoiser and exact ODE solution; the `unet` feature adds a
 //! diffusers-compatible `UNet2DModel`.
