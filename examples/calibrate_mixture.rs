@@ -128,7 +128,7 @@ fn fixed_solvers() -> AnyResult<Vec<(String, AnySolver)>> {
     let mut out = vec![];
     for name in solver_names() {
         let s: AnySolver = name.parse()?;
-        if !s.is_stochastic() && !s.is_adaptive() && name != "planned" {
+        if !s.is_stochastic() && !s.is_adaptive() && !s.needs_unconditional() && name != "planned" {
             out.push((name.to_string(), s));
         }
     }
@@ -141,6 +141,7 @@ fn fixed_solvers() -> AnyResult<Vec<(String, AnySolver)>> {
                     variant,
                     form: diffusion_samplers::math::expint::Form::Noise,
                     corrector: Corrector::All,
+                    end: Default::default(),
                 };
                 out.push((format!("unipc_noise_{vn}_{order}{}", if lof { "_lof" } else { "" }), AnySolver::new(u)));
             }

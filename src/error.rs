@@ -35,6 +35,18 @@ pub enum Error {
         max: usize,
     },
 
+    /// A size (steps, training timesteps, ...) over one of the crate's documented limits
+    /// ([`crate::limits`]), refused before anything is allocated.
+    #[error("{what} = {requested} is over the limit of {limit} (diffusion_samplers::limits): ask for at most {limit}")]
+    TooLarge {
+        /// The quantity (an argument or field name, e.g. `steps`).
+        what: &'static str,
+        /// The value asked for.
+        requested: usize,
+        /// The largest accepted value.
+        limit: usize,
+    },
+
     /// The denoiser returned a tensor whose shape differs from its input.
     #[error(
         "denoiser output at model time {model_time} has shape {got:?} but its input had shape \
@@ -90,6 +102,18 @@ pub enum Error {
         model_time: f64,
     },
 
+    /// The sample itself holds NaN or infinity (not the network's output): the caller's starting
+    /// sample was not finite, or the sampler's arithmetic overflowed the state's dtype.
+    #[error(
+        "the sample {when} contains NaN or infinity and the network is not at fault: start from a finite \
+         sample; if it was finite, the grid, the solver settings or the state's dtype (F16 overflows easily) \
+         made it overflow: sample in F32 or F64, or check those settings"
+    )]
+    NonFiniteSample {
+        /// Where it was found ("before the network call at model time 999", "at the end of the run").
+        when: String,
+    },
+
     /// Tensors combined by [`crate::lincomb`] differ in shape, dtype or device.
     #[error(
         "lincomb term {index} has {what} {got} but term 0 has {expected}: combine tensors of one \
@@ -130,6 +154,15 @@ pub enum Error {
     /// A solver name that the registry ([`crate::names`]) does not know.
     #[error("unknown solver `{name}`: use one of {known}")]
     UnknownSolver {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+
+    /// A sigma schedule name ([`crate::sigmas::NAMES`]) that the crate does not know.
+    #[error("unknown sigma schedule `{name}`: use one of {known}")]
+    UnknownSchedule {
         /// The name asked for.
         name: String,
         /// The known names, comma-separated.
@@ -217,6 +250,37 @@ pub enum Error {
     /// [`crate::calibrate::CalibrationError`]).
     #[error(transparent)]
     Calibration(#[from] crate::calibrate::CalibrationError),
+
+    /// Two inputs that must agree in batch size do not (e.g. prompt embeddings and the noise).
+    #[error(
+        "{what} have batch {got} but {against} has batch {expected}: give one row per image, or a \
+         batch that divides it (one prompt for several images)"
+    )]
+    BatchMismatch {
+        /// What has the wrong batch ("prompt embeddings", ...).
+        what: &'static str,
+        /// Its batch size.
+        got: usize,
+        /// What it is checked against ("the noise", ...).
+        against: &'static str,
+        /// That input's batch size.
+        expected: usize,
+    },
+
+    /// An input image has a size the model or the run cannot use.
+    #[error("{what} is {got_width}x{got_height} (width x height) but {expected}: {hint}")]
+    ImageSize {
+        /// Which image ("img2img input image", ...).
+        what: String,
+        /// Its width in pixels.
+        got_width: usize,
+        /// Its height in pixels.
+        got_height: usize,
+        /// What is needed ("the output is 512x512", ...).
+        expected: String,
+        /// What to do.
+        hint: String,
+    },
 
     /// An error from a solver step, naming the solver and the step (1-based).
     #[error("{solver} step {step}/{count}: {source}")]

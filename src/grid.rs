@@ -7,8 +7,10 @@
 //! explicit `Vec<Step>` such as a diffusers plan whose steps may end off the next step's start.
 
 use crate::error::{config_err, Error, Result};
+use crate::limits;
 use crate::math::numpy::{arange, linspace};
 use crate::schedule::{Point, Scheduler};
+use crate::sigmas::SigmaSchedule;
 
 /// How sampling times are placed between the schedule's start and the grid's [`End`].
 ///
@@ -51,6 +53,9 @@ pub enum Spacing {
     },
     /// diffusers' `trailing`: `round(arange(N, 0, -N / n)) - 1` (Lin et al. 2023, Table 2).
     Trailing,
+    /// A named sigma schedule: ComfyUI's list (`karras`, `simple`, `beta`, ...), k-diffusion's,
+    /// diffusers' beta sigmas or Align Your Steps; see [`crate::sigmas`].
+    Sigmas(SigmaSchedule),
 }
 
 /// diffusers' three timestep spacings (`set_timesteps` of its DDPM-family schedulers), written
@@ -132,18 +137,27 @@ pub struct Step {
     pub to: Point,
     /// What the loop does here.
     pub kind: StepKind,
+    /// Where the following step of the list ends, when there is one and the steps were made
+    /// together ([`Step::chain`], a [`Grid`]); `None` on the last step and for a step made alone
+    /// ([`Step::new`]). Methods that look one step ahead (ComfyUI's `heunpp2`) read it.
+    pub next: Option<Point>,
 }
 
 impl Step {
     /// A [`StepKind::Solve`] step.
     pub fn new(index: usize, count: usize, from: Point, to: Point) -> Step {
-        Step { index, count, from, to, kind: StepKind::Solve }
+        Step { index, count, from, to, kind: StepKind::Solve, next: None }
     }
 
-    /// The steps between consecutive `points` (all [`StepKind::Solve`]).
+    /// The steps between consecutive `points` (all [`StepKind::Solve`], each knowing where the
+    /// following one ends: [`Step::next`]).
     pub fn chain(points: &[Point]) -> Vec<Step> {
         let count = points.len().saturating_sub(1);
-        points.windows(2).enumerate().map(|(index, w)| Step::new(index, count, w[0], w[1])).collect()
+        points
+            .windows(2)
+            .enumerate()
+            .map(|(index, w)| Step { next: points.get(index + 2).copied(), ..Step::new(index, count, w[0], w[1]) })
+            .collect()
     }
 
     /// `lambda_to - lambda_from` (positive when sampling, negative when inverting).
@@ -183,10 +197,16 @@ impl AsRef<[Step]> for Grid {
 
 impl Grid {
     /// Place `steps` steps on `schedule` with `spacing`, ending at `end`.
+    ///
+    /// At most [`crate::limits::MAX_STEPS`] steps ([`Error::TooLarge`] above). The schedule's
+    /// own settings are checked first ([`Scheduler::validate`]), so a schedule built as a struct
+    /// literal with invalid fields is refused here.
     pub fn new(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize, end: End) -> Result<Grid> {
+        schedule.validate()?;
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
+        limits::check("steps", steps, limits::MAX_STEPS)?;
         let (t_min, t_max) = schedule.t_range();
         let t_end = match end {
             End::Clean | End::Min => t_min,
@@ -199,12 +219,16 @@ impl Grid {
                 t
             }
         };
+        let generated = |points: Vec<Point>| -> Result<Grid> {
+            validate_points(&points, Some((spacing, steps)))?;
+            Ok(Grid::unchecked(points))
+        };
         let finish = |mut points: Vec<Point>| -> Result<Grid> {
             match end {
                 End::Clean => points.push(schedule.clean_point()),
                 End::Min | End::At(_) => points.push(schedule.point(t_end)),
             }
-            Grid::from_points(points)
+            generated(points)
         };
         // continuous spacings place `count` points from t_max to t_end inclusive
         let count = match end {
@@ -216,9 +240,9 @@ impl Grid {
                 End::Clean => {
                     let mut points = points;
                     points.push(schedule.clean_point());
-                    Grid::from_points(points)
+                    generated(points)
                 }
-                _ => Grid::from_points(points),
+                _ => generated(points),
             }
         };
         match spacing {
@@ -241,24 +265,35 @@ impl Grid {
                     return config_err(format!("Karras rho must be positive and finite, got {rho}"));
                 }
                 let (l0, l1) = finite_lambda_range(schedule, t_max, t_end, spacing)?;
-                let (max_inv, min_inv) = ((-l0).exp().powf(1.0 / rho), (-l1).exp().powf(1.0 / rho));
-                let points = linspace(0.0, 1.0, count)
+                let points = crate::sigmas::karras_levels((-l0).exp(), (-l1).exp(), count, *rho)
                     .into_iter()
-                    .map(|r| {
-                        let ks = (max_inv + r * (min_inv - max_inv)).powf(*rho);
-                        schedule.point_of_lambda(-ks.ln())
-                    })
+                    .map(|ks| schedule.point_of_lambda(-ks.ln()))
                     .collect();
                 continuous(points)
             }
             Spacing::Leading { .. } | Spacing::Linspace { .. } | Spacing::Trailing => {
-                let n_train = discrete_steps(schedule, spacing, steps)?;
+                let skip_zero = matches!(
+                    *spacing,
+                    Spacing::Leading { skip_zero: true, .. } | Spacing::Linspace { skip_zero: true, .. }
+                );
+                let n_train = discrete_steps(schedule, spacing, steps, skip_zero)?;
                 // `skip_zero` spaces one more timestep and drops the smallest
                 let (rule, spaced) = match *spacing {
                     Spacing::Leading { steps_offset, skip_zero } => {
                         let spaced = steps + usize::from(skip_zero);
-                        if n_train / spaced == 0 {
+                        let ratio = n_train / spaced;
+                        if ratio == 0 {
                             return Err(Error::TooManySteps { steps, max: n_train - usize::from(skip_zero) });
+                        }
+                        let top = (spaced - 1) * ratio;
+                        if top.checked_add(steps_offset).map_or(true, |first| first >= n_train) {
+                            return Err(Error::InvalidGrid(format!(
+                                "steps_offset {steps_offset} puts the first of {steps} leading timesteps at {} but \
+                                 the table has {n_train} training timesteps (0..={}): lower steps_offset to at most {}",
+                                top as u128 + steps_offset as u128,
+                                n_train - 1,
+                                n_train - 1 - top
+                            )));
                         }
                         (DiffusersTimesteps::Leading { steps_offset }, spaced)
                     }
@@ -270,33 +305,57 @@ impl Grid {
                 let ts = diffusers_timesteps(rule, n_train, spaced).into_iter().rev().take(steps);
                 finish(ts.map(|t| schedule.point(t)).collect())
             }
+            Spacing::Sigmas(named) => named.grid(schedule, steps, end),
         }
     }
 
     /// A grid through the given times of `schedule` (the first is where sampling starts, the last
-    /// where it ends). A time below the schedule's clean time is not allowed; use
-    /// [`Grid::from_points`] with [`Scheduler::clean_point`] to end at `sigma = 0`.
+    /// where it ends). Every time must be finite and lie in the schedule's range
+    /// `[min(t_min, 0), t_max]` ([`Scheduler::t_range`]; for a discrete schedule the training
+    /// indices `0..=N-1`); use [`Grid::from_points`] with [`Scheduler::clean_point`] to end at
+    /// `sigma = 0` below it.
     pub fn from_times(schedule: &dyn Scheduler, times: &[f64]) -> Result<Grid> {
+        schedule.validate()?;
+        for (i, &t) in times.iter().enumerate() {
+            check_time(schedule, t).map_err(|e| Error::InvalidGrid(format!("time {i}: {e}")))?;
+        }
         Grid::from_points(times.iter().map(|&t| schedule.point(t)).collect())
     }
 
     /// A grid through the given noise levels `ksigma = sigma / alpha` (k-diffusion's and
     /// diffusers' Euler "sigmas"); a 0 is the clean point.
+    /// Every non-zero sigma must lie within the schedule's range (its `ksigma` at
+    /// [`Scheduler::t_range`]'s ends, to a relative `1e-9`): a discrete table would otherwise
+    /// clamp it onto its end.
     pub fn from_sigmas(schedule: &dyn Scheduler, sigmas: &[f64]) -> Result<Grid> {
+        schedule.validate()?;
         let mut points = Vec::with_capacity(sigmas.len());
         for &s in sigmas {
             if !(s >= 0.0) || s.is_infinite() {
                 return Err(Error::InvalidGrid(format!("sigma {s} is not a finite non-negative number")));
             }
-            points.push(if s == 0.0 { schedule.clean_point() } else { schedule.point_of_lambda(-s.ln()) });
+            if s == 0.0 {
+                points.push(schedule.clean_point());
+                continue;
+            }
+            let p = schedule.point_of_lambda(-s.ln());
+            let (t_min, t_max) = schedule.t_range();
+            let (lo, hi) = (schedule.point(t_min.min(0.0)).ksigma(), schedule.point(t_max).ksigma());
+            let reproduced = (p.ksigma() - s).abs() <= 1e-9 * s;
+            if !reproduced || check_time(schedule, p.t).is_err() {
+                return Err(Error::InvalidGrid(format!(
+                    "sigma {s} is outside the schedule's range [{lo}, {hi}]: give noise levels the schedule has"
+                )));
+            }
+            points.push(p);
         }
         Grid::from_points(points)
     }
 
-    /// A grid through explicit points, validated: at least two points, no NaN, `lambda` strictly
-    /// monotone, `sigma = 0` only last and `alpha = 0` only first.
+    /// A grid through explicit points, validated: at least two points, finite `t`, no NaN,
+    /// `lambda` strictly monotone, `sigma = 0` only last and `alpha = 0` only first.
     pub fn from_points(points: Vec<Point>) -> Result<Grid> {
-        validate_points(&points)?;
+        validate_points(&points, None)?;
         Ok(Grid::unchecked(points))
     }
 
@@ -371,13 +430,17 @@ impl Grid {
     }
 }
 
-/// [`Grid::from_points`]' checks: at least two points, no NaN, `lambda` strictly monotone,
-/// `sigma = 0` only last and `alpha = 0` only first.
-fn validate_points(points: &[Point]) -> Result<()> {
+/// [`Grid::from_points`]' checks: at least two points, finite `t`, no NaN, `lambda` strictly
+/// monotone, `sigma = 0` only last and `alpha = 0` only first. `generated` names the spacing and
+/// step count of a grid placed by [`Grid::new`] (whose repeated points the caller never gave).
+fn validate_points(points: &[Point], generated: Option<(&Spacing, usize)>) -> Result<()> {
     if points.len() < 2 {
         return Err(Error::ZeroSteps);
     }
     for (i, p) in points.iter().enumerate() {
+        if !p.t.is_finite() {
+            return Err(Error::InvalidGrid(format!("point {i} has time t = {}: times must be finite", p.t)));
+        }
         if p.lambda.is_nan() || !p.alpha.is_finite() || !p.sigma.is_finite() || p.alpha < 0.0 || p.sigma < 0.0 {
             return Err(Error::InvalidGrid(format!(
                 "point {i} (t = {}) has alpha = {}, sigma = {}: both must be finite, non-negative and not both 0",
@@ -398,9 +461,16 @@ fn validate_points(points: &[Point]) -> Result<()> {
     for (i, w) in points.windows(2).enumerate() {
         let ok = if increasing { w[1].lambda > w[0].lambda } else { w[1].lambda < w[0].lambda };
         if !ok {
+            let hint = match generated {
+                None => "remove repeated or out-of-order times".to_string(),
+                Some((spacing, steps)) => format!(
+                    "{spacing:?} with {steps} steps places two points at one noise level on this schedule (two \
+                     of its times are too close to tell apart, or the end is not below the last spaced time): use \
+                     fewer steps, another spacing or another end"
+                ),
+            };
             return Err(Error::InvalidGrid(format!(
-                "lambda is not strictly monotone at points {i} and {} (t = {} and {}, lambda = {} and {}): \
-                 remove repeated or out-of-order times",
+                "lambda is not strictly monotone at points {i} and {} (t = {} and {}, lambda = {} and {}): {hint}",
                 i + 1,
                 w[0].t,
                 w[1].t,
@@ -413,14 +483,17 @@ fn validate_points(points: &[Point]) -> Result<()> {
 }
 
 /// The sampling loop's check of a list of steps (a [`Grid`]'s steps pass it by construction):
-/// at least one step, `index` and `count` consistent with the position, finite non-negative
-/// `alpha` and `sigma` (not both 0), and every step of non-zero length going the same way in
-/// `lambda` (all towards less noise, or all towards more).
+/// at least one step, `index` and `count` consistent with the position, finite `t`, finite
+/// non-negative `alpha` and `sigma` (not both 0), every step of non-zero length going the same way
+/// in `lambda` (all towards less noise, or all towards more), and a [`StepKind::Solve`] step of
+/// zero length (a repeated point) only as the last solver step: a multistep solver would take
+/// the repeated point as two nodes of its history and divide by their distance.
 pub(crate) fn validate_steps(steps: &[Step]) -> Result<()> {
     if steps.is_empty() {
         return Err(Error::ZeroSteps);
     }
     let mut direction = 0.0f64;
+    let mut zero_length: Option<&Step> = None;
     for (i, st) in steps.iter().enumerate() {
         if st.index != i || st.count != steps.len() {
             return Err(Error::InvalidGrid(format!(
@@ -433,18 +506,30 @@ pub(crate) fn validate_steps(steps: &[Step]) -> Result<()> {
             )));
         }
         for p in [&st.from, &st.to] {
-            let ok =
-                !p.lambda.is_nan() && p.alpha.is_finite() && p.sigma.is_finite() && p.alpha >= 0.0 && p.sigma >= 0.0;
+            let ok = p.t.is_finite()
+                && !p.lambda.is_nan()
+                && p.alpha.is_finite()
+                && p.sigma.is_finite()
+                && p.alpha >= 0.0
+                && p.sigma >= 0.0;
             if !ok {
                 return Err(Error::InvalidGrid(format!(
-                    "step {i} has a point (t = {}) with alpha = {}, sigma = {}: both must be finite, non-negative \
-                     and not both 0",
+                    "step {i} has a point (t = {}) with alpha = {}, sigma = {}: t must be finite, alpha and sigma \
+                     finite, non-negative and not both 0",
                     p.t, p.alpha, p.sigma
                 )));
             }
         }
         if st.kind == StepKind::EvaluateOnly {
             continue;
+        }
+        if let Some(z) = zero_length {
+            return Err(Error::InvalidGrid(format!(
+                "step {} has zero length (it starts and ends at t = {}, a repeated point) and step {i} follows it: \
+                 a solver step of zero length is only allowed last (diffusers' repeated final sigma); remove the \
+                 repeated point or make that step StepKind::EvaluateOnly",
+                z.index, z.from.t
+            )));
         }
         let h = st.h();
         if h.is_nan() || (h != 0.0 && direction != 0.0 && h.signum() != direction) {
@@ -456,7 +541,31 @@ pub(crate) fn validate_steps(steps: &[Step]) -> Result<()> {
         }
         if h != 0.0 {
             direction = h.signum();
+        } else {
+            zero_length = Some(st);
         }
+    }
+    Ok(())
+}
+
+/// Checks that the network may be evaluated at time `t` of `schedule`: `t` finite, within the
+/// schedule's range `[min(t_min, 0), t_max]` (to a relative `1e-9`, for times recomputed from a
+/// log-SNR), and a finite model time there.
+pub(crate) fn check_time(schedule: &dyn Scheduler, t: f64) -> Result<()> {
+    let (t_min, t_max) = schedule.t_range();
+    let lo = t_min.min(0.0);
+    let tol = 1e-9 * lo.abs().max(t_max.abs()).max(1.0);
+    if !(t.is_finite() && t >= lo - tol && t <= t_max + tol) {
+        return Err(Error::InvalidGrid(format!(
+            "time t = {t} is outside the schedule's range [{lo}, {t_max}]: the network is trained on times in that \
+             range only"
+        )));
+    }
+    let model_time = schedule.model_time(t);
+    if !model_time.is_finite() {
+        return Err(Error::InvalidGrid(format!(
+            "time t = {t} has model time {model_time}: check the schedule's settings ({schedule:?})"
+        )));
     }
     Ok(())
 }
@@ -472,18 +581,21 @@ fn finite_lambda_range(schedule: &dyn Scheduler, t_max: f64, t_end: f64, spacing
     if !(l0.is_finite() && l1.is_finite()) {
         return Err(Error::InvalidGrid(format!(
             "{spacing:?} needs a finite log-SNR at both ends, got {l0} at t = {t_max} and {l1} at t = {t_end} \
-             (a zero-terminal-SNR or flow schedule starts at alpha = 0): use UniformTime or a discrete spacing"
+             (a zero-terminal-SNR, cosine or flow schedule starts at alpha = 0): use UniformTime or a discrete spacing"
         )));
     }
     Ok((l0, l1))
 }
 
-fn discrete_steps(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize) -> Result<usize> {
+/// The table size of a discrete schedule for diffusers' spacings, checking that `steps` distinct
+/// timesteps fit (`skip_zero` spaces one more and drops timestep 0).
+fn discrete_steps(schedule: &dyn Scheduler, spacing: &Spacing, steps: usize, skip_zero: bool) -> Result<usize> {
     let n_train = schedule
         .train_timesteps()
         .ok_or_else(|| Error::Unsupported(format!("{spacing:?} spacing needs a discrete schedule (DiscreteVp)")))?;
-    if steps > n_train {
-        return Err(Error::TooManySteps { steps, max: n_train });
+    let max = n_train - usize::from(skip_zero);
+    if steps > max {
+        return Err(Error::TooManySteps { steps, max });
     }
     Ok(n_train)
 }

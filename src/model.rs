@@ -6,7 +6,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::error::{config_err, Error, Result};
-use crate::ops::lincomb;
+use crate::ops::{all_finite, lincomb};
 use crate::schedule::{Point, Scheduler};
 
 /// What the network outputs, for `x = alpha x0 + sigma eps`.
@@ -30,6 +30,22 @@ pub enum Prediction {
 pub trait Denoiser {
     /// Evaluate the network once.
     fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor>;
+
+    /// True when [`Denoiser::denoise_with_unconditional`] also returns the unconditional output
+    /// of a guided network ([`ClassifierFreeGuidance`] does); the CFG++ samplers need it.
+    fn has_unconditional(&self) -> bool {
+        false
+    }
+
+    /// The output and, for a guided network, its unconditional output from the same
+    /// evaluation (one network call). The default returns [`Denoiser::denoise`] and `None`.
+    fn denoise_with_unconditional(
+        &mut self,
+        x: &Tensor,
+        model_time: f64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        Ok((self.denoise(x, model_time)?, None))
+    }
 }
 
 impl<F> Denoiser for F
@@ -117,6 +133,8 @@ impl<'a> Model<'a> {
     }
 
     /// Run the network in `dtype` (e.g. F16/BF16) while the sampler state keeps its own dtype.
+    /// It must be F16, BF16, F32 or F64: another dtype (an integer one) is refused
+    /// ([`Error::Unsupported`]) when a run starts, before any network call.
     pub fn with_model_dtype(mut self, dtype: DType) -> Self {
         self.model_dtype = Some(dtype);
         self
@@ -137,11 +155,30 @@ impl<'a> Model<'a> {
         Ok(self)
     }
 
-    /// Check every network output for NaN/inf (default on). The check reads one scalar back from
-    /// the device per evaluation; turn it off to avoid that synchronisation.
+    /// Check every network output for NaN/inf (default on), and the sampling loop's result. The
+    /// check cannot overflow (finite outputs of any size pass) and reads at most one scalar back
+    /// from a non-CPU device per evaluation (a CPU tensor is scanned in place); turn it off to avoid
+    /// that synchronisation. A non-finite output is [`Error::NonFinite`], unless the network's
+    /// input was already non-finite ([`Error::NonFiniteSample`]: the network is not at fault).
     pub fn with_finite_check(mut self, on: bool) -> Self {
         self.check_finite = on;
         self
+    }
+
+    /// Whether outputs are checked for NaN/inf ([`Model::with_finite_check`]).
+    pub fn checks_finite(&self) -> bool {
+        self.check_finite
+    }
+
+    /// The checks a sampling run makes once before its first step: the sample's dtype `state` and
+    /// the network's dtype are F16, BF16, F32 or F64 ([`Error::Unsupported`] otherwise), and the
+    /// schedule's settings are valid ([`Scheduler::validate`]).
+    pub fn validate(&self, state: DType) -> Result<()> {
+        check_float_dtype(state, "the sample")?;
+        if let Some(dt) = self.model_dtype {
+            check_float_dtype(dt, "the network's dtype (Model::with_model_dtype)")?;
+        }
+        self.schedule.validate()
     }
 
     /// Network evaluations so far.
@@ -161,24 +198,124 @@ impl<'a> Model<'a> {
 
     /// The network's raw output at `point`, in `x`'s dtype.
     pub fn raw(&mut self, x: &Tensor, point: &Point) -> Result<Tensor> {
+        check_float_dtype(x.dtype(), "the sample")?;
+        if let Some(dt) = self.model_dtype {
+            check_float_dtype(dt, "the network's dtype (Model::with_model_dtype)")?;
+        }
         let model_time = self.schedule.model_time(point.t);
-        let input = match self.model_dtype {
-            Some(dt) if dt != x.dtype() => x.to_dtype(dt)?,
-            _ => x.clone(),
-        };
+        check_finite_model_time(model_time, point)?;
+        let input = self.network_input(x)?;
         let out = self.denoiser.denoise(&input, model_time)?;
         self.nfe += 1;
+        self.checked_output(x, out, model_time, "denoiser output")
+    }
+
+    /// True when the denoiser also returns its unconditional output (a [`ClassifierFreeGuidance`]
+    /// wrapper), as the CFG++ samplers need ([`Model::data_and_unconditional`]).
+    pub fn has_unconditional(&self) -> bool {
+        self.denoiser.has_unconditional()
+    }
+
+    /// The guided data prediction and the unconditional one, `(x0, x0_uncond)`, from one
+    /// evaluation of a [`ClassifierFreeGuidance`] network (one NFE), both converted with this
+    /// model's prediction type and data transform. CFG++ (Chung et al. 2024, arXiv:2406.08070)
+    /// renoises with the unconditional prediction. A network without an unconditional output is
+    /// [`Error::Unsupported`].
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use diffusion_samplers::{ClassifierFreeGuidance, DiscreteVp, Model, Prediction, Scheduler};
+    /// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+    /// // uncond half predicts x0 = 0, cond half x0 = 1
+    /// let net = |x: &Tensor, _t: f64| {
+    ///     let b = x.dim(0)? / 2;
+    ///     Tensor::cat(&[x.narrow(0, 0, b)?.zeros_like()?, x.narrow(0, b, b)?.ones_like()?], 0)
+    /// };
+    /// let guided = ClassifierFreeGuidance { denoiser: net, scale: 2.0, rescale: 0.0 };
+    /// let mut model = Model::new(guided, &s, Prediction::Sample);
+    /// let x = Tensor::zeros((1, 2), candle_core::DType::F64, &Device::Cpu)?;
+    /// let (x0, x0_uncond) = model.data_and_unconditional(&x, &s.point(500.0))?;
+    /// assert_eq!((x0.to_vec2::<f64>()?[0][0], x0_uncond.to_vec2::<f64>()?[0][0]), (2.0, 0.0));
+    /// assert_eq!(model.nfe(), 1);
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
+    pub fn data_and_unconditional(&mut self, x: &Tensor, point: &Point) -> Result<(Tensor, Tensor)> {
+        if !self.denoiser.has_unconditional() {
+            return Err(no_unconditional());
+        }
+        check_float_dtype(x.dtype(), "the sample")?;
+        let model_time = self.schedule.model_time(point.t);
+        check_finite_model_time(model_time, point)?;
+        let input = self.network_input(x)?;
+        let (out, uncond) = self.denoiser.denoise_with_unconditional(&input, model_time)?;
+        self.nfe += 1;
+        let uncond = uncond.ok_or_else(no_unconditional)?;
+        let out = self.checked_output(x, out, model_time, "denoiser output")?;
+        let uncond = self.checked_output(x, uncond, model_time, "unconditional denoiser output")?;
+        let x0 = self.transform_data(self.raw_to_data(x, &out, point)?)?;
+        let x0_uncond = self.transform_data(self.raw_to_data(x, &uncond, point)?)?;
+        Ok((x0, x0_uncond))
+    }
+
+    /// One evaluation for a sampler with a [`Guidance`] choice: the data prediction its step
+    /// integrates and, under [`Guidance::CfgPp`], the guidance it adds. Standard guidance is
+    /// [`Model::data_linear`]; CFG++ is [`Model::data_and_unconditional`], integrating the
+    /// unconditional prediction. One NFE either way.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use diffusion_samplers::{ClassifierFreeGuidance, DiscreteVp, Guidance, Model, Prediction, Scheduler};
+    /// let s = DiscreteVp::linear(1e-4, 0.02, 1000)?;
+    /// let net = |x: &Tensor, _t: f64| {
+    ///     let b = x.dim(0)? / 2;
+    ///     Tensor::cat(&[x.narrow(0, 0, b)?.zeros_like()?, x.narrow(0, b, b)?.ones_like()?], 0)
+    /// };
+    /// let mut model = Model::new(ClassifierFreeGuidance { denoiser: net, scale: 2.0, rescale: 0.0 }, &s, Prediction::Sample);
+    /// let x = Tensor::zeros((1, 2), candle_core::DType::F64, &Device::Cpu)?;
+    /// let g = model.guided_data(Guidance::CfgPp, &x, &s.point(500.0))?;
+    /// // the step integrates the unconditional x0 = 0 and adds c (x0 - x0_u) = c * 2
+    /// assert_eq!(g.data.materialize(&x)?.to_vec2::<f64>()?[0][0], 0.0);
+    /// assert_eq!(g.guidance_terms(0.5).len(), 2);
+    /// let g = model.guided_data(Guidance::Standard, &x, &s.point(500.0))?;
+    /// assert_eq!((g.data.materialize(&x)?.to_vec2::<f64>()?[0][0], g.guidance_terms(0.5).len()), (2.0, 0));
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
+    pub fn guided_data(&mut self, guidance: Guidance, x: &Tensor, point: &Point) -> Result<GuidedData> {
+        match guidance {
+            Guidance::Standard => Ok(GuidedData { data: self.data_linear(x, point)?, cfg_pp: None }),
+            Guidance::CfgPp => {
+                let (x0, x0_u) = self.data_and_unconditional(x, point)?;
+                Ok(GuidedData { data: Linear::of(x0_u.clone()), cfg_pp: Some((x0, x0_u)) })
+            }
+        }
+    }
+
+    /// `x` in the network's dtype.
+    fn network_input(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.model_dtype {
+            Some(dt) if dt != x.dtype() => x.to_dtype(dt)?,
+            _ => x.clone(),
+        })
+    }
+
+    /// A network output checked against its input (shape, dtype, device; finiteness if on) and
+    /// cast back to the sample's dtype.
+    fn checked_output(&self, x: &Tensor, out: Tensor, model_time: f64, what: &'static str) -> Result<Tensor> {
+        let input_dtype = self.model_dtype.unwrap_or(x.dtype());
         check_output(
-            (input.shape(), input.dtype(), input.device().location()),
+            (x.shape(), input_dtype, x.device().location()),
             (out.shape(), out.dtype(), out.device().location()),
             model_time,
         )?;
         let out = if out.dtype() != x.dtype() { out.to_dtype(x.dtype())? } else { out };
-        if self.check_finite {
-            let total = out.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !total.is_finite() {
-                return Err(Error::NonFinite { what: "denoiser output", model_time });
+        if self.check_finite && !all_finite(&out)? {
+            // only on this error path: whose NaN is it?
+            if !all_finite(x)? {
+                return Err(Error::NonFiniteSample {
+                    when: format!("before the network call at model time {model_time}"),
+                });
             }
+            return Err(Error::NonFinite { what, model_time });
         }
         Ok(out)
     }
@@ -329,6 +466,39 @@ impl std::fmt::Debug for Model<'_> {
     }
 }
 
+/// The dtypes the sampler works in: F16, BF16, F32, F64 (integer dtypes would silently truncate
+/// every update; candle has no arithmetic for the 8-bit-and-smaller floats).
+pub(crate) fn check_float_dtype(dtype: DType, what: &str) -> Result<()> {
+    match dtype {
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(()),
+        other => Err(Error::Unsupported(format!(
+            "{what} has dtype {other:?}: sampling needs a floating-point dtype (F32 or F64; F16 and BF16 also work)"
+        ))),
+    }
+}
+
+/// The network is only called at finite model times (a NaN time in a grid or a NaN schedule
+/// parameter would otherwise reach it).
+fn check_finite_model_time(model_time: f64, point: &Point) -> Result<()> {
+    if model_time.is_finite() {
+        return Ok(());
+    }
+    Err(Error::InvalidGrid(format!(
+        "the point t = {} has model time {model_time}: the network is only called at finite model times \
+         (check the grid's times and the schedule's settings)",
+        point.t
+    )))
+}
+
+fn no_unconditional() -> Error {
+    Error::Unsupported(
+        "this sampler (CFG++) needs the unconditional prediction of a guided network: wrap the network in \
+         ClassifierFreeGuidance (or implement Denoiser::denoise_with_unconditional), or use the sampler without \
+         the _cfg_pp suffix"
+            .into(),
+    )
+}
+
 fn noise_at_sigma_zero() -> Error {
     Error::Unsupported(
         "a noise prediction at sigma = 0 is undefined for an x0-prediction model or with a data transform: \
@@ -397,7 +567,54 @@ impl Linear {
 
     /// The prediction as a tensor, for the sample `x` it was made at.
     pub fn materialize(&self, x: &Tensor) -> Result<Tensor> {
+        if self.c_x == 0.0 && self.c_out == 1.0 {
+            return Ok(self.out.clone());
+        }
         lincomb(&[(self.c_x, x), (self.c_out, &self.out)])
+    }
+}
+
+/// Which data prediction a sampler renoises with when the network is guided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Guidance {
+    /// The guided prediction throughout (classifier-free guidance as usual).
+    #[default]
+    Standard,
+    /// CFG++ (Chung et al. 2024, arXiv:2406.08070): the step is taken with the unconditional
+    /// prediction and the guidance `x0 - x0_uncond` is added to its data part; needs a
+    /// [`ClassifierFreeGuidance`] network ([`Model::data_and_unconditional`]).
+    CfgPp,
+}
+
+impl Guidance {
+    /// True for [`Guidance::CfgPp`], which needs a guided network ([`crate::Solver::needs_unconditional`]).
+    pub fn needs_unconditional(&self) -> bool {
+        *self == Guidance::CfgPp
+    }
+}
+
+/// What [`Model::guided_data`] returns: the data prediction a step integrates and, under CFG++,
+/// the guidance it adds.
+///
+/// CFG++ (Chung et al. 2024, arXiv:2406.08070; ComfyUI's `*_cfg_pp` samplers) takes the step with
+/// the unconditional prediction `x0_u` in place of the guided `x0`, and adds `alpha_to (x0 -
+/// x0_u)` to the result: where a step maps `D` to `x_to = c_x x + c_d D + ...`, its CFG++ form is
+/// `c_x x + c_d x0_u + ... + alpha_to (x0 - x0_u)`.
+#[derive(Clone, Debug)]
+pub struct GuidedData {
+    /// The prediction the step integrates (the guided one, or the unconditional one under CFG++).
+    pub data: Linear,
+    /// CFG++ only: the guided and unconditional data predictions `(x0, x0_u)`.
+    pub cfg_pp: Option<(Tensor, Tensor)>,
+}
+
+impl GuidedData {
+    /// The terms of `c (x0 - x0_u)` for [`crate::lincomb`]; none under standard guidance.
+    pub fn guidance_terms(&self, c: f64) -> Vec<(f64, &Tensor)> {
+        match &self.cfg_pp {
+            Some((x0, x0_u)) => vec![(c, x0), (-c, x0_u)],
+            None => vec![],
+        }
     }
 }
 
@@ -406,6 +623,8 @@ impl Linear {
 /// prediction for the first half and the conditional one for the second (it holds both
 /// conditionings). The result is `uncond + scale (cond - uncond)`, optionally rescaled towards
 /// the conditional prediction's standard deviation (Lin et al. 2023, arXiv:2305.08891, Sec. 3.4).
+/// It also hands the unconditional half to the CFG++ samplers
+/// ([`Denoiser::denoise_with_unconditional`], [`Model::data_and_unconditional`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -432,6 +651,26 @@ pub struct ClassifierFreeGuidance<D> {
 
 impl<D: Denoiser> Denoiser for ClassifierFreeGuidance<D> {
     fn denoise(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<Tensor> {
+        Ok(self.guide(x, model_time)?.0)
+    }
+
+    fn has_unconditional(&self) -> bool {
+        true
+    }
+
+    fn denoise_with_unconditional(
+        &mut self,
+        x: &Tensor,
+        model_time: f64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let (guided, uncond) = self.guide(x, model_time)?;
+        Ok((guided, Some(uncond)))
+    }
+}
+
+impl<D: Denoiser> ClassifierFreeGuidance<D> {
+    /// The guided output and the unconditional half of one evaluation on `[x, x]`.
+    fn guide(&mut self, x: &Tensor, model_time: f64) -> candle_core::Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         let both = self.denoiser.denoise(&Tensor::cat(&[x, x], 0)?, model_time)?;
         if both.dim(0)? != 2 * b {
@@ -445,7 +684,7 @@ impl<D: Denoiser> Denoiser for ClassifierFreeGuidance<D> {
         let cond = both.narrow(0, b, b)?;
         let guided = (&uncond + ((&cond - &uncond)?.affine(self.scale, 0.0))?)?;
         if self.rescale == 0.0 {
-            return Ok(guided);
+            return Ok((guided, uncond));
         }
         let std = |t: &Tensor| -> candle_core::Result<Tensor> { t.reshape((b, ()))?.var_keepdim(1)?.sqrt() };
         let ratio = (std(&cond)? / std(&guided)?)?;
@@ -453,7 +692,7 @@ impl<D: Denoiser> Denoiser for ClassifierFreeGuidance<D> {
         let flat = guided.reshape((b, ()))?;
         let rescaled = flat.broadcast_mul(&ratio)?;
         let mixed = ((rescaled.affine(self.rescale, 0.0))? + flat.affine(1.0 - self.rescale, 0.0)?)?;
-        mixed.reshape(shape)
+        Ok((mixed.reshape(shape)?, uncond))
     }
 }
 

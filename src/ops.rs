@@ -149,6 +149,36 @@ fn check_terms<'t>(terms: &[(f64, &'t Tensor)]) -> Result<&'t Tensor> {
     Ok(first)
 }
 
+/// True when every element of `t` is finite (no NaN, no infinity), without the overflow of a sum:
+/// a scan of the slice for contiguous CPU tensors (nothing allocated, nothing copied); on other
+/// devices and layouts `sum(t * 0) == 0`, one scalar read back (`x * 0` is 0 for every finite `x`
+/// and NaN for NaN and +-inf, and a sum of zeros cannot overflow). Integer tensors are finite.
+pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
+    if !t.dtype().is_float() || t.elem_count() == 0 {
+        return Ok(true);
+    }
+    if t.device().is_cpu() {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(s), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            let finite = match t.dtype() {
+                DType::F32 => s.as_slice::<f32>()?[start..end].iter().all(|v| v.is_finite()),
+                DType::F64 => s.as_slice::<f64>()?[start..end].iter().all(|v| v.is_finite()),
+                DType::F16 => s.as_slice::<f16>()?[start..end].iter().all(|v| v.is_finite()),
+                DType::BF16 => s.as_slice::<bf16>()?[start..end].iter().all(|v| v.is_finite()),
+                _ => return zero_sum_is_zero(t),
+            };
+            return Ok(finite);
+        }
+    }
+    zero_sum_is_zero(t)
+}
+
+/// `sum(t * 0) == 0`: [`all_finite`] for any device and layout.
+fn zero_sum_is_zero(t: &Tensor) -> Result<bool> {
+    let s = t.affine(0.0, 0.0)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    Ok(s == 0.0)
+}
+
 /// One pass over at most [`MAX_FUSED`] checked, non-zero terms; falls back to the unfused path
 /// where no fused kernel applies.
 fn fused(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
@@ -458,5 +488,42 @@ LINCOMB(lincomb_bf16, u16, float, ld_b, st_b)
         }
         let rest = terms[1..].iter().map(|(_, t)| (*t).clone()).collect();
         Ok(terms[0].1.apply_op1_no_bwd(&Fused { coefs, rest })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Both paths of `all_finite` (a contiguous CPU scan; a strided view through the sum of
+    /// zeros): values whose sum overflows the dtype are finite, one NaN or infinity is found.
+    #[test]
+    fn all_finite_does_not_overflow_and_finds_nan_and_inf() {
+        for dtype in [DType::F64, DType::F32, DType::F16, DType::BF16] {
+            let big = match dtype {
+                DType::F64 => 1e307,
+                DType::F32 => 1e37,
+                _ => 30000.0, // f16 max is 65504; bf16 would not overflow here, which is fine
+            };
+            for bad in [None, Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY)] {
+                let mut v = vec![big; 64 * 32];
+                if let Some(b) = bad {
+                    v[1000] = b;
+                }
+                let t = Tensor::from_vec(v, (64, 32), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                let strided = t.t().unwrap();
+                assert!(t.is_contiguous() && !strided.is_contiguous());
+                assert_eq!(all_finite(&t).unwrap(), bad.is_none(), "{dtype:?} {bad:?} contiguous");
+                assert_eq!(all_finite(&strided).unwrap(), bad.is_none(), "{dtype:?} {bad:?} strided");
+                // the sum the old check used overflows (except where the dtype's range is wide)
+                if bad.is_none() && dtype != DType::BF16 {
+                    let sum = t.sum_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+                    assert!(!sum.is_finite(), "{dtype:?}: {sum}");
+                }
+            }
+        }
+        let ints = Tensor::new(&[1u8, 2, 255], &Device::Cpu).unwrap();
+        assert!(all_finite(&ints).unwrap());
     }
 }

@@ -4,10 +4,10 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::grid::{is_denoising, validate_steps, Grid, Step, StepKind};
+use crate::grid::{check_time, is_denoising, validate_steps, Grid, Step, StepKind};
 use crate::model::Model;
 use crate::noise::{NoiseSource, SeededNoise};
-use crate::ops::lincomb;
+use crate::ops::{all_finite, lincomb};
 use crate::schedule::Point;
 use crate::solvers::{Solver, StepContext};
 
@@ -58,10 +58,14 @@ where
 /// caller-supplied tensors, a closure, a Brownian path) and a callback after every step
 /// (progress bars, previews, trajectories).
 ///
-/// It checks the steps, lets the solver validate its configuration against them once
-/// ([`Solver::validate`]; a stochastic solver is refused on an inversion grid), then takes each
-/// step: [`StepKind::Solve`] steps through the solver, [`StepKind::EvaluateOnly`] steps by one
-/// network evaluation that leaves the sample as it is.
+/// It checks the steps (monotone in `lambda`, finite times inside the model's schedule range at
+/// every point the network is called at, a zero-length solver step only last), the sample's and
+/// the network's dtypes (F16, BF16, F32 or F64) and the schedule's settings, lets the solver
+/// validate its configuration against the steps once ([`Solver::validate`]; a stochastic solver
+/// is refused on an inversion grid), then takes each step: [`StepKind::Solve`] steps through the
+/// solver, [`StepKind::EvaluateOnly`] steps by one network evaluation that leaves the sample as it
+/// is. With the model's finite check on (the default) the result is checked too, so no run
+/// returns `Ok` with NaN or infinity ([`crate::Error::NonFiniteSample`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -93,12 +97,33 @@ where
     let steps = steps.as_ref();
     let at = |e: Error, index: usize| e.at_step(solver.name(), index, steps.len());
     validate_steps(steps).map_err(|e| at(e, 0))?;
+    model.validate(x.dtype()).map_err(|e| at(e, 0))?;
+    for (i, st) in steps.iter().enumerate() {
+        // the network is evaluated at every step's start, and some solvers (Heun, PNDM) at its end:
+        // finite times in the schedule's range (a list's very last end may lie off the table, as
+        // diffusers' DDIM final point does, since no solver evaluates the network there but Heun,
+        // whose grids end on the table)
+        check_time(model.schedule(), st.from.t).map_err(|e| at(e, st.index))?;
+        if i + 1 < steps.len() && !st.to.is_clean() {
+            check_time(model.schedule(), st.to.t).map_err(|e| at(e, st.index))?;
+        }
+    }
     let solve: Vec<Step> = steps.iter().filter(|s| s.kind == StepKind::Solve).copied().collect();
     if solver.is_stochastic() && !is_denoising(&solve) {
         return Err(at(
             Error::InvalidConfig(format!(
                 "{} is stochastic and cannot run on an inversion grid: invert with a deterministic solver (ddim, \
                  dpmpp_2m, unipc_bh2_2, deis_2, ...) or the solver's deterministic setting",
+                solver.name()
+            )),
+            0,
+        ));
+    }
+    if solver.needs_unconditional() && !model.has_unconditional() {
+        return Err(at(
+            Error::Unsupported(format!(
+                "{} is a CFG++ sampler and needs the unconditional prediction of a guided network: wrap the \
+                 network in ClassifierFreeGuidance, or use the sampler without the _cfg_pp suffix",
                 solver.name()
             )),
             0,
@@ -123,6 +148,12 @@ where
             x: &x,
             nfe: ctx.model.nfe(),
         });
+    }
+    // every network input was checked with its output; the result of the last step is checked
+    // here (one read per run), so no run returns Ok with NaN
+    if ctx.model.checks_finite() && !all_finite(&x)? {
+        let e = Error::NonFiniteSample { when: "at the end of the run".into() };
+        return Err(at(e, steps.len() - 1));
     }
     Ok(x)
 }

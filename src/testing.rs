@@ -61,8 +61,11 @@ impl GaussianMixture {
     }
 
     /// A reproducible mixture: `k` components in `dim` dimensions, means uniform in
-    /// `[-0.7, 0.7]`, stds in `[0.1, 0.3]`, weights in `[0.5, 1.5]` (normalised).
+    /// `[-0.7, 0.7]`, stds in `[0.1, 0.3]`, weights in `[0.5, 1.5]` (normalised). At most
+    /// [`crate::limits::MAX_MIXTURE_VALUES`] means (`dim * k`).
     pub fn example(dim: usize, k: usize, seed: u64) -> Result<GaussianMixture> {
+        let values = dim.saturating_mul(k);
+        crate::limits::check("dim * k", values, crate::limits::MAX_MIXTURE_VALUES)?;
         let mut rng = Rng::new(seed);
         let means = (0..k).map(|_| (0..dim).map(|_| 1.4 * rng.uniform() - 0.7).collect()).collect();
         let stds = (0..k).map(|_| 0.1 + 0.2 * rng.uniform()).collect();

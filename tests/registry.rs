@@ -29,6 +29,17 @@ impl NoiseSource for Recorder {
     }
 }
 
+/// Stochastic solvers whose noise draws do not all start at their step's start: SEEDS carries one
+/// Brownian path across its stages and draws over the sub-intervals between them (each still
+/// within one step). Every other stochastic solver draws for its step's interval, or for an
+/// interval from the step's start to a stage inside it (`dpmpp_sde`).
+const STAGE_DRAWS: &[&str] = &["seeds_2", "seeds_3"];
+
+/// Stochastic solvers that may draw nothing on a whole grid: SA-Solver adds noise only on a band
+/// of noise levels (its default `SaNoise::Percent`), so a grid with no step in the band is
+/// deterministic. Every other stochastic solver draws on every grid that ends above `sigma = 0`.
+const BAND_NOISE: &[&str] = &["sa_solver", "sa_solver_pece"];
+
 #[test]
 fn every_registered_name_round_trips_and_its_metadata_is_what_it_does() {
     let s = DiscreteVp::linear(1e-4, 0.02, 1000).unwrap();
@@ -36,20 +47,34 @@ fn every_registered_name_round_trips_and_its_metadata_is_what_it_does() {
     let x = noise(6, 3, 2);
     let names = solver_names();
     assert!(names.len() >= 25, "{names:?}");
+    for listed in STAGE_DRAWS.iter().chain(BAND_NOISE) {
+        assert!(names.contains(listed), "{listed} is not a registered name");
+    }
     for name in &names {
         let solver: AnySolver = name.parse().unwrap();
         assert_eq!(solver.to_string(), *name);
         assert_eq!(solver.registry_name(), Some(*name));
         assert!((1..=4).contains(&solver.order()), "{name}: order {}", solver.order());
-        // snake case, no ComfyUI name of another algorithm
+        // snake case (the ComfyUI names are their k-diffusion algorithms: tests/samplers_kd.rs)
         assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name}");
-        assert!(!["dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_3m_sde"].contains(name));
+        // what the exceptions above excuse, seen on this solver
+        let (mut off_start, mut silent_grid, mut drew) = (false, false, false);
         for end in [End::Clean, End::Min] {
             for steps in [1, 2, 3, 7] {
                 let grid = Grid::new(&s, &Spacing::UniformLambda, steps, end).unwrap();
                 let intervals = Rc::new(RefCell::new(vec![]));
                 let mut source = Recorder { inner: SeededNoise::new(0), intervals: intervals.clone() };
-                let mut model = Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon);
+                // CFG++ samplers need a guided network (here both halves are the same denoiser)
+                let mut model = if solver.needs_unconditional() {
+                    let guided = ClassifierFreeGuidance {
+                        denoiser: gm.denoiser(&s, Prediction::Epsilon),
+                        scale: 1.5,
+                        rescale: 0.0,
+                    };
+                    Model::new(guided, &s, Prediction::Epsilon)
+                } else {
+                    Model::new(gm.denoiser(&s, Prediction::Epsilon), &s, Prediction::Epsilon)
+                };
                 let out = sample_with(&solver, &mut model, &grid, &x, &mut source, |_| {}).unwrap();
                 assert!(out.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().all(|v| v.is_finite()), "{name}");
                 if solver.is_adaptive() {
@@ -59,16 +84,34 @@ fn every_registered_name_round_trips_and_its_metadata_is_what_it_does() {
                     assert_eq!(model.nfe(), nfe_of(&solver, grid.as_ref()), "{name}, {steps} steps to {end:?}: NFE");
                 }
                 // a stochastic solver draws noise (at least on the steps before sigma = 0), a
-                // deterministic one never does; each draw names its step's interval
+                // deterministic one never does
                 let drawn = intervals.borrow().clone();
-                if end == End::Min {
-                    assert_eq!(!drawn.is_empty(), solver.is_stochastic(), "{name}: {} draws", drawn.len());
+                drew |= !drawn.is_empty();
+                if !solver.is_stochastic() {
+                    assert!(drawn.is_empty(), "{name}: a deterministic solver drew {} times", drawn.len());
+                } else if end == End::Min && drawn.is_empty() {
+                    assert!(BAND_NOISE.contains(name), "{name}: no draw on {steps} steps to {end:?}");
+                    silent_grid = true;
                 }
+                // each draw names its step's interval, or one from the step's start to a point
+                // inside it; SEEDS's draws lie between its stages
                 for (from, to) in drawn {
-                    assert!(grid.steps().any(|st| st.from.t == from && (st.to.t == to || to > st.to.t)), "{name}");
+                    if grid.steps().any(|st| st.from.t == from && (st.to.t == to || to > st.to.t)) {
+                        continue;
+                    }
+                    assert!(STAGE_DRAWS.contains(name), "{name}: a draw for ({from}, {to}) off its step's start");
+                    assert!(
+                        grid.steps().any(|st| st.to.t <= to && to < from && from <= st.from.t),
+                        "{name}: a draw for ({from}, {to}) outside every step"
+                    );
+                    off_start = true;
                 }
             }
         }
+        assert_eq!(drew, solver.is_stochastic(), "{name}: draws noise on no grid");
+        // the listed solvers need their exception (the lists hold nothing else)
+        assert_eq!(off_start, STAGE_DRAWS.contains(name), "{name}: draws off a step's start");
+        assert_eq!(silent_grid, BAND_NOISE.contains(name), "{name}: a grid without draws");
         // the step count that fits a budget is the largest one whose grid costs at most that
         if solver.is_adaptive() {
             assert!(steps_for_nfe(&solver, 10, End::Clean).is_err(), "{name}: no step count fits an adaptive solver");

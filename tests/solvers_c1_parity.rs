@@ -105,6 +105,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 variant,
                 form: if flag(config, "predict_x0", true) { Form::Data } else { Form::Noise },
                 corrector: if disabled.is_empty() { Corrector::All } else { Corrector::Except(disabled) },
+                end: UniPcEnd::Clean,
             };
             run_with(fx, case, &solver, None)
         }
@@ -148,6 +149,7 @@ fn run(fx: &Fixture, case: &Value) -> (Tensor, Vec<f64>) {
                 },
                 solver_type: solver_type(config),
                 third_order: ThirdOrder::Reference,
+                ..SdeDpmSolverPP::diffusers_default()
             };
             // replay diffusers' variance_noise, one draw per step
             let replay = TensorNoise::stacked(&fx.tensors["sde_noise"]).unwrap();
@@ -230,8 +232,8 @@ fn comparison_detects_wrong_variants() {
     let want = &fx.tensors["unipc_bh2_o2_linear_eps_10.sample"];
     let policy = OrderPolicy { order: 2, lower_order_final: LowerOrderFinal::Always, euler_at_final: false };
     let wrong = [
-        UniPc { policy, variant: BVariant::Bh1, form: Form::Data, corrector: Corrector::All },
-        UniPc { policy, variant: BVariant::Bh2, form: Form::Data, corrector: Corrector::None },
+        UniPc { policy, variant: BVariant::Bh1, form: Form::Data, corrector: Corrector::All, end: UniPcEnd::Clean },
+        UniPc { policy, variant: BVariant::Bh2, form: Form::Data, corrector: Corrector::None, end: UniPcEnd::Clean },
     ];
     for solver in wrong {
         let (x, _) = run_with(&fx, case, &solver, None);

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use candle_core::{Device, Tensor};
-use common::{max_abs, noise, order_slope, rms};
+use common::{assert_moments, max_abs, noise, order_slope, rms};
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::*;
 
@@ -281,7 +281,8 @@ fn ipndm_start_from_pure_noise() {
             assert_eq!((pts[0].alpha, pts[0].sigma, pts[0].t), (0.0, 1.0, 1.0));
             let exact = gm.exact_endpoint(&x, &pts[0], &pts[n]).unwrap();
             let mut model = Model::new(gm.denoiser(&s, Prediction::VPrediction), &s, Prediction::VPrediction);
-            let out = sample(&Ipndm { order: 4, zero_alpha_start: start }, &mut model, &grid, &x).unwrap();
+            let out = sample(&Ipndm { order: 4, zero_alpha_start: start, ..Ipndm::default() }, &mut model, &grid, &x)
+                .unwrap();
             errs.push(rms(&out, &exact));
         }
         let slope = order_slope(&NS, &errs);
@@ -395,7 +396,7 @@ fn euler_ancestral_without_noise_is_euler_and_matches_the_ksigma_formula() {
     let z = noise(8, 4, 8);
     let e = eps_hat.clone();
     let mut model = Model::new(move |_x: &Tensor, _t: f64| Ok(e.clone()), &s, Prediction::Epsilon);
-    let solver = EulerAncestral { eta, s_noise };
+    let solver = EulerAncestral { eta, s_noise, ..EulerAncestral::default() };
     let (mut src, _) = replay(vec![z.clone()]);
     let one = Grid::from_points(vec![from, to]).unwrap();
     let out = sample_with(&solver, &mut model, &one, &x, &mut src, |_| {}).unwrap();
@@ -452,33 +453,6 @@ fn seeded_runs_are_reproducible_and_injected_noise_is_used() {
     let (mut src, count) = replay(draws(10, 70));
     sample_with(&solver, &mut model, &s1, &x, &mut src, |_| {}).unwrap();
     assert_eq!(*count.borrow(), 10);
-}
-
-/// Mean and variance per dimension of `n` samples against the mixture's, within `k` standard
-/// errors (from the samples' own fourth moment for the variance).
-fn assert_moments(name: &str, out: &Tensor, means: &[Vec<f64>], stds: &[f64], weights: &[f64], k: f64) {
-    let v = out.to_vec2::<f64>().unwrap();
-    let n = v.len() as f64;
-    let dim = means[0].len();
-    let wsum: f64 = weights.iter().sum();
-    for d in 0..dim {
-        let mu: f64 = means.iter().zip(weights).map(|(m, w)| w * m[d]).sum::<f64>() / wsum;
-        let second: f64 =
-            means.iter().zip(stds).zip(weights).map(|((m, s), w)| w * (s * s + m[d] * m[d])).sum::<f64>() / wsum;
-        let var = second - mu * mu;
-        let xs: Vec<f64> = v.iter().map(|r| r[d]).collect();
-        let m = xs.iter().sum::<f64>() / n;
-        let sv = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-        let m4 = xs.iter().map(|x| (x - m).powi(4)).sum::<f64>() / n;
-        let (se_m, se_v) = ((var / n).sqrt(), ((m4 - sv * sv) / n).sqrt());
-        println!(
-            "{name:<16} dim {d}: mean {m:+.4} (exact {mu:+.4}, {:.1} se)  var {sv:.4} (exact {var:.4}, {:.1} se)",
-            (m - mu) / se_m,
-            (sv - var) / se_v
-        );
-        assert!((m - mu).abs() < k * se_m, "{name} dim {d}: mean {m} vs {mu} (se {se_m})");
-        assert!((sv - var).abs() < k * se_v, "{name} dim {d}: variance {sv} vs {var} (se {se_v})");
-    }
 }
 
 #[test]

@@ -318,7 +318,7 @@ impl SchedulerClass {
 /// Options of diffusers scheduler classes outside [`SchedulerClass`] (consistency, EDM, LCM,
 /// SDE, TCD, ... schedulers of diffusers 0.42.1). A config may carry them when it was written for
 /// another class; diffusers ignores them for the classes here, and so does this layer (they are
-/// listed in [`SchedulerConfig::ignored_keys`]).
+/// listed in [`super::SchedulerConfig::ignored_keys`]).
 pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
     "alpha_cum_end",
     "alpha_cum_start",

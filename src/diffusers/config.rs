@@ -131,8 +131,12 @@ pub struct SchedulerConfig {
     present: Vec<String>,
 }
 
-/// Largest `num_train_timesteps` accepted (a table this size is 800 kB of f64).
-pub const MAX_TRAIN_TIMESTEPS: usize = 100_000;
+/// Largest `num_train_timesteps` accepted ([`crate::limits::MAX_TRAIN_TIMESTEPS`]).
+pub use crate::limits::MAX_TRAIN_TIMESTEPS;
+
+/// Largest `sigma_min` / `sigma_max`: a sample scaled by a larger noise level leaves float32's
+/// range in the sampler's arithmetic (published models use at most a few hundred).
+const MAX_SIGMA: f64 = 1e15;
 
 /// Largest step index or image sequence length accepted.
 const MAX_INDEX: usize = usize::MAX >> 1;
@@ -177,7 +181,8 @@ impl SchedulerConfig {
         let class = SchedulerClass::from_name(&class_name).ok_or_else(|| Error::DiffusersConfig {
             key: "_class_name".into(),
             message: format!(
-                "unknown or unsupported scheduler class {class_name:?}; supported: {}",
+                "unknown or unsupported scheduler class {:?}; supported: {}",
+                clip(&class_name),
                 SchedulerClass::ALL.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
             ),
         })?;
@@ -206,7 +211,7 @@ impl SchedulerConfig {
                 SchedulerClass::ALL.iter().any(|c| c.accepts(key)) || OTHER_DIFFUSERS_KEYS.contains(&key.as_str());
             if !known {
                 return cfg_err(
-                    key,
+                    &clip(key),
                     "unknown option: no diffusers scheduler takes it (check the spelling); remove it to continue",
                 );
             }
@@ -238,12 +243,20 @@ impl SchedulerConfig {
     }
 
     /// The validation pass after deserialising: ranges and finiteness, each error naming its key.
-    fn validated(mut self) -> Result<SchedulerConfig> {
+    pub(crate) fn validated(mut self) -> Result<SchedulerConfig> {
         let at_most = |key: &str, v: Option<usize>, max: usize| match v {
             Some(n) if n > max => cfg_err(key, format!("must be an integer between 0 and {max}, got {n}")),
             _ => Ok(()),
         };
-        at_most("num_train_timesteps", self.num_train_timesteps, MAX_TRAIN_TIMESTEPS)?;
+        if let Some(n) = self.num_train_timesteps.filter(|&n| n > MAX_TRAIN_TIMESTEPS) {
+            return cfg_err(
+                "num_train_timesteps",
+                format!(
+                    "{n} is over the limit of {MAX_TRAIN_TIMESTEPS} training timesteps \
+                     (diffusion_samplers::limits::MAX_TRAIN_TIMESTEPS; published schedules have 1000)"
+                ),
+            );
+        }
         if let Some(n @ 0..=1) = self.num_train_timesteps {
             return cfg_err("num_train_timesteps", format!("must be at least 2, got {n}"));
         }
@@ -285,6 +298,23 @@ impl SchedulerConfig {
             finite(key, v)?;
             if let Some(x) = v.filter(|x| positive && !(*x > 0.0)) {
                 return cfg_err(key, format!("must be positive, got {x}"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.sigma_min, self.sigma_max) {
+            if lo >= hi {
+                return cfg_err("sigma_min", format!("must be below sigma_max, got {lo} and {hi}"));
+            }
+        }
+        // a noise level this large leaves float32's range once the sample is scaled by it (diffusers
+        // returns inf / NaN there)
+        for (key, v) in [("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)] {
+            if let Some(x) = v.filter(|x| *x > MAX_SIGMA) {
+                return cfg_err(
+                    key,
+                    format!(
+                        "{x:e} is beyond the largest noise level supported ({MAX_SIGMA:e}): use the model's own range"
+                    ),
+                );
             }
         }
         if let Some(r) = self.dynamic_thresholding_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
@@ -347,7 +377,7 @@ mod de {
     use serde_json::Value;
 
     use super::super::options::Names;
-    use super::{num_or_inf, short};
+    use super::{clip, num_or_inf, short};
 
     fn value<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Value, D::Error> {
         Value::deserialize(d)
@@ -426,7 +456,7 @@ mod de {
                 .iter()
                 .find(|(n, _)| n == s)
                 .map(|(_, t)| *t)
-                .ok_or_else(|| format!("{s:?} is not one of {}", names())),
+                .ok_or_else(|| format!("{:?} is not one of {}", clip(s), names())),
             other => Err(format!("must be one of {}, got {}", names(), short(other))),
         }
     }
@@ -457,6 +487,16 @@ fn short(v: &Value) -> String {
         format!("{}...", s.chars().take(40).collect::<String>())
     } else {
         s
+    }
+}
+
+/// A name from the file (a class name, a key, a value) as an error message quotes it: the first
+/// 60 characters, then its length, so a huge one gives a short message.
+pub(crate) fn clip(s: &str) -> String {
+    if s.chars().count() > 60 {
+        format!("{}... ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
+    } else {
+        s.to_string()
     }
 }
 

@@ -1,14 +1,18 @@
 //! Drop-in compatibility with Hugging Face diffusers' schedulers: load a model's
 //! `scheduler/scheduler_config.json` and sample exactly as diffusers would, number for number.
 //!
-//! This module is the only code in the crate that knows diffusers. It maps a config
-//! ([`SchedulerConfig`], parsed and validated field by field) onto the crate's pieces: a noise
-//! schedule built from diffusers' float32 `alphas_cumprod` table, diffusers' timesteps and sigmas
-//! for the configured spacing, and the solver the class runs ([`crate::Ddim`],
-//! [`crate::DpmSolverMultistep`], [`crate::UniPc`], ...), wrapped in a [`DiffusersSampler`] whose
-//! [`DiffusersSampler::sample`] runs the loop a diffusers pipeline runs
+//! This module is the only code in the crate that knows diffusers, and it is a mapping: a config
+//! ([`SchedulerConfig`], deserialised with serde and validated) is resolved once for its class
+//! (every default applied), then planned per step count into the crate's own pieces: a noise
+//! schedule built from diffusers' float32 `alphas_cumprod` table (the crate's table builder),
+//! diffusers' timesteps and sigmas as a list of steps (the crate's spacing functions), the solver
+//! the class runs as an [`crate::AnySolver`] ([`crate::Ddim`], [`crate::DpmSolverMultistep`],
+//! [`crate::UniPc`], ...), the model's prediction type and clipping, and the start and end
+//! scaling ([`Plan`]). [`DiffusersSampler::sample`] / [`DiffusersSampler::sample_with`] run them
+//! through the crate's one loop, [`crate::sample_with`], as a diffusers pipeline runs
 //! (`set_timesteps`, `x = noise * init_noise_sigma`, then `model(scale_model_input(x, t), t)` and
-//! `step` per timestep).
+//! `step` per timestep). Files: `config` (parsing), `resolve` (options, once), `timesteps`
+//! (planning), `sampler` (the pieces and the run).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -45,6 +49,28 @@
 //!   first-order predictor, which returns the (finite) data prediction.
 //! - Stochastic classes draw their noise from a [`crate::NoiseSource`] (seeded by default):
 //!   torch's generator is not reproduced, pass recorded noise to match a diffusers run.
+//!
+//! Where diffusers would fail late, return NaN or call the network with a time outside its table,
+//! this layer returns a typed error instead (issue 9; `tests/robustness_diffusers.rs`):
+//!
+//! - A [`SchedulerConfig`]'s public fields may be set after parsing: [`DiffusersSampler::from_config`]
+//!   validates them again (the parser's checks, each error naming its key), so
+//!   `num_train_timesteps` of 0, 1 or over [`crate::limits::MAX_TRAIN_TIMESTEPS`] is an error
+//!   before any table is allocated. Step counts over [`crate::limits::MAX_STEPS`] are refused.
+//! - More steps than a UniPC or singlestep DPM-Solver spacing has distinct timesteps repeat a
+//!   timestep before the last: diffusers takes a step of length 0 there and divides by it (NaN);
+//!   here it is an error saying to use fewer steps. (A repeated *final* sigma is a step diffusers
+//!   takes finitely, and so does this layer; the other classes evaluate the network there and
+//!   leave the sample, as diffusers does.)
+//! - A timestep outside the table (trailing spacing with more steps than training timesteps gives
+//!   -1, a leading `steps_offset` can give `num_train_timesteps`): [`DiffusersSampler::plan`]
+//!   shows diffusers' timesteps; a run refuses to pass them to the network (key
+//!   `timestep_spacing`).
+//! - `sigma_min` must lie below `sigma_max`, and both at most 1e15 (a sample scaled by a larger
+//!   noise level leaves float32's range).
+//! - Zero terminal SNR with diffusers' default linear betas (its float32 table's entry 998 lies
+//!   below the `2^-24` it writes into entry 999) runs exactly as diffusers runs it
+//!   (`tools/fixtures_zero_snr_linear.py`).
 
 mod classes;
 mod config;
@@ -52,7 +78,7 @@ mod options;
 mod problem;
 mod resolve;
 mod sampler;
-mod tables;
+pub(crate) mod tables;
 mod timesteps;
 
 pub use config::{

@@ -11,10 +11,10 @@ use crate::error::Result;
 use crate::math::expint::Form;
 use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::model::{DataTransform, DynamicThresholding, Prediction};
-use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, BetaSchedule, Point, Scheduler};
+use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, vp_from_log_ksigma, BetaSchedule, Point, Scheduler};
 use crate::solvers::{
     Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, Deis, DpmSolverMultistep, DpmSolverSinglestep, Euler,
-    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc,
+    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc, UniPcEnd,
 };
 
 /// The time coordinate of the model for flow-sigma grids: `alpha = 1 - t / n`, `sigma = t / n`,
@@ -43,6 +43,36 @@ impl Scheduler for FlowClock {
     }
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
+    }
+}
+
+/// The time coordinate of EulerDiscrete's continuous timesteps for v-prediction
+/// (`timestep_type = "continuous"`): the model time is `t = ln(ksigma) / 4` of the VP point with
+/// `ksigma = sigma / alpha`, over the table's k-sigma range `[ks_min, ks_max]`.
+#[derive(Clone, Debug)]
+pub(crate) struct QuarterLogKsigma {
+    pub(crate) ks_min: f64,
+    pub(crate) ks_max: f64,
+}
+
+impl Scheduler for QuarterLogKsigma {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        vp_from_log_ksigma(4.0 * t)
+    }
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        -0.25 * lambda
+    }
+    fn t_range(&self) -> (f64, f64) {
+        (0.25 * self.ks_min.ln(), 0.25 * self.ks_max.ln())
+    }
+    fn model_time(&self, t: f64) -> f64 {
+        t
+    }
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        model_time
+    }
+    fn clean_point(&self) -> Point {
+        Point::clean(-1.0)
     }
 }
 
@@ -277,6 +307,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                         policy,
                         solver_type,
                         third_order: ThirdOrder::Reference,
+                        ..SdeDpmSolverPP::diffusers_default()
                     }))
                 }
                 AlgorithmType::SdeDpmSolver => {
@@ -364,6 +395,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                 variant,
                 form: if get(c.predict_x0, true) { Form::Data } else { Form::Noise },
                 corrector,
+                end: UniPcEnd::Clean,
             }))
         }
         SchedulerClass::EulerDiscrete | SchedulerClass::FlowMatchEulerDiscrete => {

@@ -4,19 +4,19 @@
 
 use candle_core::Tensor;
 
-use super::config::{SchedulerClass, SchedulerConfig};
-use super::resolve::{resolve, FlowClock, Resolved, SolverChoice};
+use super::config::{cfg_err, SchedulerClass, SchedulerConfig};
+use super::resolve::{resolve, FlowClock, QuarterLogKsigma, Resolved, SolverChoice};
 use super::Quirks;
 use crate::error::{Error, Result};
-use crate::grid::{Step, StepKind};
+use crate::grid::{check_time, Step, StepKind};
 use crate::model::{DataTransform, Denoiser, Model, Prediction};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::sample::{sample_with, Progress};
-use crate::schedule::{BetaSchedule, DiscreteVp, Scheduler};
+use crate::schedule::{DiscreteVp, Scheduler};
 use crate::solvers::{AnySolver, Ddim};
 
-/// Largest number of inference steps accepted.
-pub const MAX_STEPS: usize = 100_000;
+/// Largest number of inference steps accepted ([`crate::limits::MAX_STEPS`]).
+pub use crate::limits::MAX_STEPS;
 
 /// diffusers' schedule for one step count, in this crate's terms.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +29,7 @@ pub struct Plan {
     pub sigmas: Vec<f64>,
     /// diffusers' `init_noise_sigma`: the pipeline starts from `noise * init_noise_sigma`.
     pub init_noise_sigma: f64,
-    /// The steps the loop takes (each from a point to a point; with [`DdimTarget::UniformStride`]
+    /// The steps the loop takes (each from a point to a point; with [`super::DdimTarget::UniformStride`]
     /// a step may end off the next step's start, as in diffusers; a repeated sigma is a
     /// [`StepKind::EvaluateOnly`] step, except for UniPC and singlestep DPM-Solver, whose
     /// diffusers `step` still moves the sample there). Run them with [`crate::sample_with`].
@@ -95,8 +95,15 @@ impl DiffusersSampler {
     }
 
     /// [`DiffusersSampler::from_config`] with some of diffusers' numerical quirks turned off.
+    ///
+    /// The config's public fields may have been set after parsing: they are validated again here
+    /// (the checks of [`SchedulerConfig::from_json`], each error naming its key) before anything is
+    /// built, so e.g. `num_train_timesteps = Some(0)` or a value over
+    /// [`crate::limits::MAX_TRAIN_TIMESTEPS`] is an error, not a panic or a huge allocation.
     pub fn with_quirks(config: &SchedulerConfig, quirks: Quirks) -> Result<DiffusersSampler> {
-        Ok(DiffusersSampler { config: config.clone(), resolved: resolve(config, quirks)?, mu: None, noise_seed: 0 })
+        let config = config.clone().validated()?;
+        let resolved = resolve(&config, quirks)?;
+        Ok(DiffusersSampler { config, resolved, mu: None, noise_seed: 0 })
     }
 
     /// The same config under another class, with this sampler's quirks, `mu` and seed (diffusers'
@@ -198,25 +205,35 @@ impl DiffusersSampler {
         self.resolved.transform
     }
 
-    /// diffusers' `alphas_cumprod` (float32 values unless [`TablePrecision::Float64`]); empty for
+    /// diffusers' `alphas_cumprod` (float32 values unless [`super::TablePrecision::Float64`]); empty for
     /// flow matching.
     pub fn alphas_cumprod(&self) -> &[f64] {
         &self.resolved.alphas_cumprod
     }
 
     /// The noise schedule of the table (the discrete-time schedule a model trained on it sees).
+    ///
+    /// For EulerDiscrete with `timestep_type = "continuous"` and v-prediction the model time is
+    /// `ln(sigma) / 4` (not a training index): the schedule is that time coordinate over the
+    /// table's noise levels.
     pub fn schedule(&self) -> Result<Box<dyn Scheduler>> {
         let r = &self.resolved;
         if r.alphas_cumprod.is_empty() || r.flow_sigmas {
             return Ok(Box::new(FlowClock { n: r.n_train as f64 }));
         }
-        Ok(Box::new(DiscreteVp::new(BetaSchedule::AlphasCumprod(r.alphas_cumprod.clone()), r.n_train)?))
+        if let Some(clock) = self.quarter_log_clock() {
+            return Ok(Box::new(clock));
+        }
+        Ok(Box::new(DiscreteVp::from_diffusers_table(r.alphas_cumprod.clone())?))
     }
 
     /// The schedule of the class's betas computed in float64 (the continuous-time model a network
     /// trained on this table approximates; the Gaussian-mixture problem's time map).
     pub(crate) fn schedule_f64(&self) -> Result<Box<dyn Scheduler>> {
         let r = &self.resolved;
+        if let Some(clock) = self.quarter_log_clock() {
+            return Ok(Box::new(clock));
+        }
         match &r.betas {
             Some((betas, rescale)) if !r.flow_sigmas => {
                 let s = DiscreteVp::new(betas.clone(), r.n_train)?;
@@ -224,6 +241,14 @@ impl DiffusersSampler {
             }
             _ => Ok(Box::new(FlowClock { n: r.n_train as f64 })),
         }
+    }
+
+    /// The continuous-timestep clock (EulerDiscrete, `timestep_type = "continuous"`, v-prediction).
+    fn quarter_log_clock(&self) -> Option<QuarterLogKsigma> {
+        let r = &self.resolved;
+        let (first, last) = (*r.alphas_cumprod.first()?, *r.alphas_cumprod.last()?);
+        let ks = |a: f64| ((1.0 - a) / a).sqrt();
+        r.continuous_v.then(|| QuarterLogKsigma { ks_min: ks(first), ks_max: ks(last) })
     }
 
     /// diffusers' `scheduler.timesteps` after `set_timesteps(steps)`.
@@ -242,7 +267,11 @@ impl DiffusersSampler {
             return Err(Error::ZeroSteps);
         }
         if steps > MAX_STEPS {
-            return Err(Error::TooManySteps { steps, max: MAX_STEPS });
+            // a table class names its table (fewer steps than training timesteps), others the limit
+            return Err(match self.resolved.alphas_cumprod.len() {
+                0 => Error::TooLarge { what: "steps", requested: steps, limit: MAX_STEPS },
+                n => Error::TooManySteps { steps, max: n },
+            });
         }
         let mut table = self.resolved.timetable(steps, self.mu)?;
         // a repeated sigma still calls the model in diffusers; most classes' `step` leaves the
@@ -252,6 +281,19 @@ impl DiffusersSampler {
             for st in table.steps.iter_mut().filter(|st| st.from.lambda == st.to.lambda) {
                 st.kind = StepKind::EvaluateOnly;
             }
+        } else if let Some(st) = table.steps.iter().rev().skip(1).find(|st| st.from.lambda == st.to.lambda) {
+            // there only a repeated *final* sigma is a step diffusers takes (of length 0, finite); a
+            // repeat before it is a zero-length step whose divided differences divide by 0
+            // (diffusers returns NaN)
+            return Err(Error::InvalidConfig(format!(
+                "{steps} steps of {} repeat timestep {} (more steps than the {} spacing gives distinct timesteps \
+                 of the {}-timestep table; diffusers would divide by the zero step length and return NaN): use \
+                 fewer steps",
+                self.class().name(),
+                st.from.t,
+                format!("{:?}", self.resolved.spacing).to_lowercase(),
+                self.resolved.n_train
+            )));
         }
         Ok(Plan {
             timesteps: table.timesteps,
@@ -321,6 +363,24 @@ impl DiffusersSampler {
     ) -> Result<Tensor> {
         let plan = self.plan(steps)?;
         let schedule = self.schedule()?;
+        // the network is called at every step's start: a timestep of the table (diffusers would
+        // clamp the sigma of one outside it and still pass the timestep to the network; the plan
+        // shows diffusers' timesteps, the run refuses them)
+        for st in &plan.steps {
+            if check_time(schedule.as_ref(), st.from.t).is_err() {
+                let (lo, hi) = schedule.t_range();
+                return cfg_err(
+                    "timestep_spacing",
+                    format!(
+                        "{steps} steps give the model time {} outside the table's {}..={} (diffusers would pass it to \
+                         the network): use fewer steps, another timestep_spacing or a smaller steps_offset",
+                        st.from.t,
+                        lo.min(0.0),
+                        hi
+                    ),
+                );
+            }
+        }
         let mut model = self.model(|x: &Tensor, t: f64| denoiser.denoise(x, t), schedule.as_ref())?;
         let x = noise.affine(plan.start_scale(), 0.0)?;
         let out = sample_with(&plan.solver, &mut model, &plan.steps, &x, source, on_step)?;

@@ -21,9 +21,7 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
 
 /// Karras et al. (rho = 7) sigmas between `sigma_max` and `sigma_min`.
 pub(crate) fn karras(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64> {
-    let rho = 7.0;
-    let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
-    linspace(0.0, 1.0, n).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
+    crate::sigmas::karras_levels(sigma_max, sigma_min, n, 7.0)
 }
 
 /// Log-uniform sigmas from `sigma_max` to `sigma_min`.

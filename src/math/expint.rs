@@ -87,7 +87,8 @@ pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
 ///
 /// `lambdas` holds the half log-SNRs of `m0` (the current point), `m1` and `m2`, newest first;
 /// with two entries `D1 = D1_0` and `D2` is not used, with one the step is first order. A history
-/// point at `lambda = -inf` (a start from pure noise) gives zero weight to its differences.
+/// point at `lambda = -inf` (a start from pure noise) gives zero weight to its differences; a step
+/// of zero length (`h = 0`, a repeated point) gives them zero weight too (its `c0, k1, k2` vanish).
 ///
 /// ```
 /// use diffusion_samplers::math::expint::multistep_weights;
@@ -97,6 +98,9 @@ pub fn taylor_weight(form: Form, from: &Point, to: &Point, k: usize) -> f64 {
 /// assert_eq!(multistep_weights(0.5, &[1.0, 0.5], 3.0, 1.0, 0.0), [4.0, -1.0, 0.0]);
 /// ```
 pub fn multistep_weights(h: f64, lambdas: &[f64], c0: f64, k1: f64, k2: f64) -> [f64; 3] {
+    if h == 0.0 {
+        return [c0, 0.0, 0.0];
+    }
     match *lambdas {
         [l0, l1, l2, ..] => {
             let (r0, r1) = ((l0 - l1) / h, (l1 - l2) / h);

@@ -49,6 +49,7 @@ pub fn moment_weights(nodes: &[f64], moments: &[f64]) -> Result<Vec<f64>> {
 /// With one node this is the first-order (DDIM) step. With more nodes the step must have a finite
 /// `h`: into `sigma = 0` every higher-order term collapses onto the newest node and the system is
 /// singular, so it is refused with [`Error::Unsupported`] (solvers take a first-order step there).
+/// A step of zero length (`h = 0`) has zero weights.
 ///
 /// ```
 /// use diffusion_samplers::math::{expint::Form, lagrange::lagrange_step};
@@ -67,30 +68,43 @@ pub fn lagrange_step(form: Form, from: &Point, to: &Point, lambdas: &[f64]) -> R
         return Err(Error::InvalidConfig(format!("Lagrange steps use 1 to 3 nodes, got {n}")));
     }
     let w = weights(form, from, to);
+    Ok((w.c_x, kernel_weights(from, to, lambdas, |k| taylor_weight(form, from, to, k))?))
+}
+
+/// The weights on outputs taken at `lambdas` of the step `from -> to` that integrates their
+/// Lagrange polynomial in `lambda` against a kernel whose monomial `r^k` (`r = (lambda -
+/// lambda_from) / h`) integrates to `k! c(k)`: the solution of the moment system (see the
+/// module docs). With one node the weight is `c(0)`; more nodes need a finite `h` (not into
+/// `sigma = 0`, where the system is singular: [`Error::Unsupported`]) and distinct nodes. The
+/// deterministic kernel is [`taylor_weight`] ([`lagrange_step`]); the SDE kernel is
+/// [`crate::math::sde::polynomial_weights`]'.
+pub(crate) fn kernel_weights(from: &Point, to: &Point, lambdas: &[f64], c: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+    let n = lambdas.len();
     if n == 1 {
-        return Ok((w.c_x, vec![w.c[0]]));
+        return Ok(vec![c(0)]);
     }
     let h = to.lambda - from.lambda;
-    if !h.is_finite() {
+    if !h.is_finite() || n == 0 {
         return Err(Error::Unsupported(format!(
-            "an order-{n} Lagrange step into sigma = 0 (h = inf) is undefined: take a first-order step there"
+            "a {n}-point interpolating step from lambda = {} to {} is undefined: take a first-order step into \
+             sigma = 0",
+            from.lambda, to.lambda
         )));
     }
+    if h == 0.0 {
+        // a step of zero length (a repeated point): the integral, and every weight, is 0
+        return Ok(vec![0.0; n]);
+    }
     let nodes: Vec<f64> = lambdas.iter().map(|l| (l - from.lambda) / h).collect();
-    let moments: Vec<f64> = (0..n).map(|k| factorial(k) * taylor_weight(form, from, to, k)).collect();
-    Ok((w.c_x, moment_weights(&nodes, &moments)?))
+    let moments: Vec<f64> = (0..n).map(|k| factorial(k) * c(k)).collect();
+    moment_weights(&nodes, &moments)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vp(lambda: f64) -> Point {
-        // a VP point with the given lambda
-        let ks = (-lambda).exp();
-        let a = 1.0 / (1.0 + ks * ks).sqrt();
-        Point::new(0.0, a, ks * a)
-    }
+    use crate::math::vp_point as vp;
 
     /// diffusers' DEISMultistepScheduler coefficients (`ind_fn`, log-rho), written as there.
     fn deis_reference(l: &[f64], lt: f64) -> Vec<f64> {

@@ -1,9 +1,15 @@
 //! Numerics written once and shared by the solvers: phi functions and exponential-integrator
-//! weights, the multistep [`History`], and the [`OrderPolicy`].
+//! weights (ODE: [`expint`], [`lagrange`]; SDE: [`sde`]), linear-multistep weights
+//! ([`multistep`]), the multistep [`History`], and the [`OrderPolicy`]; k-diffusion's coordinates
+//! ([`ksigma`]), its ancestral split ([`ancestral`]) and EDM's churn; Gauss-Legendre
+//! [`quadrature`].
 
 pub(crate) mod dpm_stages;
+pub mod ancestral;
+mod churn;
 pub mod expint;
 mod history;
+pub mod ksigma;
 pub mod lagrange;
 pub mod linalg;
 pub mod multistep;
@@ -11,6 +17,17 @@ pub(crate) mod numpy;
 mod order;
 pub mod phi;
 pub(crate) mod unified;
+pub mod quadrature;
+pub mod sde;
 
+pub use churn::Churn;
 pub use history::History;
 pub use order::{LowerOrderFinal, OrderPolicy};
+
+/// A VP point (`alpha^2 + sigma^2 = 1`) with the given `lambda`, for the unit tests.
+#[cfg(test)]
+pub(crate) fn vp_point(lambda: f64) -> crate::schedule::Point {
+    let ks = (-lambda).exp();
+    let a = 1.0 / (1.0 + ks * ks).sqrt();
+    crate::schedule::Point::new(0.0, a, ks * a)
+}

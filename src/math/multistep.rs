@@ -101,6 +101,11 @@ pub enum MultistepWeights {
     /// The Lagrange polynomial through the actual noise levels, integrated exactly
     /// ([`lagrange_integrals`]; variable-step Adams-Bashforth, as LMS): order `m` on every grid.
     Lagrange,
+    /// ComfyUI's `ipndm_v` weights (`sample_ipndm_v`, from the `diff-solvers` code it cites):
+    /// step-size-dependent, exact for `m = 2` (they equal [`MultistepWeights::Lagrange`]
+    /// there), but for `m = 3` exact only for linear polynomials on non-uniform steps, and for
+    /// `m = 4` unlike Adams-Bashforth even on uniform steps (see [`crate::Ipndm`]).
+    ComfyVariable,
 }
 
 /// The weights of one linear multistep step of the probability-flow ODE in `s = ksigma`,
@@ -124,7 +129,43 @@ pub(crate) fn ksigma_weights(
     }
     let nodes: Vec<f64> =
         std::iter::once(s0).chain((0..m - 1).filter_map(|k| hist.get(k).map(|(p, _)| p.ksigma()))).collect();
-    Ok((ds, lagrange_integrals(&nodes, s0, s1)?.into_iter().map(|w| w / ds).collect()))
+    match kind {
+        MultistepWeights::ComfyVariable => Ok((ds, comfy_variable_weights(&nodes, s1))),
+        _ => Ok((ds, lagrange_integrals(&nodes, s0, s1)?.into_iter().map(|w| w / ds).collect())),
+    }
+}
+
+/// ComfyUI's `ipndm_v` weights per unit step, newest first, for the step from `nodes[0]` to
+/// `s_to` with the earlier noise levels `nodes[1..]` (0 to 3 of them), as its `sample_ipndm_v`
+/// computes them from the step sizes `h_n = s_to - s`, `h_{n-1} = s - s_1`, ...
+fn comfy_variable_weights(nodes: &[f64], s_to: f64) -> Vec<f64> {
+    match *nodes {
+        [s, s1] => {
+            let q = (s_to - s) / (s - s1);
+            vec![1.0 + q / 2.0, -q / 2.0]
+        }
+        [s, s1, s2] => {
+            let (h0, h1, h2) = (s_to - s, s - s1, s1 - s2);
+            let t = (1.0 - h0 / (3.0 * (h0 + h1)) * (h0 * (h0 + h1)) / (h1 * (h1 + h2))) / 2.0;
+            vec![1.0 + h0 / h1 / 2.0 + t, -(h0 / h1) / 2.0 - (1.0 + h1 / h2) * t, t * h1 / h2]
+        }
+        [s, s1, s2, s3, ..] => {
+            let (h0, h1, h2, h3) = (s_to - s, s - s1, s1 - s2, s2 - s3);
+            let t1 = (1.0 - h0 / (3.0 * (h0 + h1)) * (h0 * (h0 + h1)) / (h1 * (h1 + h2))) / 2.0;
+            let t2 = ((1.0 - h0 / (3.0 * (h0 + h1))) / 2.0
+                + (1.0 - h0 / (2.0 * (h0 + h1))) * h0 / (6.0 * (h0 + h1 + h2)))
+                * (h0 * (h0 + h1) * (h0 + h1 + h2))
+                / (h1 * (h1 + h2) * (h1 + h2 + h3));
+            let q = h1 * (h1 + h2) / (h2 * (h2 + h3));
+            vec![
+                1.0 + h0 / h1 / 2.0 + t1 + t2,
+                -(h0 / h1) / 2.0 - (1.0 + h1 / h2) * t1 - (1.0 + h1 / h2 + q) * t2,
+                t1 * h1 / h2 + (h1 / h2 + q * (1.0 + h2 / h3)) * t2,
+                -t2 * q * h1 / h2,
+            ]
+        }
+        _ => vec![1.0],
+    }
 }
 
 /// One linear multistep step in `ksigma` with the weights of [`ksigma_weights`]:

@@ -35,16 +35,9 @@ impl Default for RectifiedFlow {
 impl RectifiedFlow {
     /// Validated constructor.
     pub fn new(shift: f64, t_min: f64, time_scale: f64) -> Result<RectifiedFlow> {
-        if !(shift > 0.0 && shift.is_finite()) {
-            return config_err(format!("flow shift must be positive and finite, got {shift}"));
-        }
-        if !(t_min > 0.0 && t_min < 1.0) {
-            return config_err(format!("t_min must lie in (0, 1), got {t_min}"));
-        }
-        if !(time_scale > 0.0 && time_scale.is_finite()) {
-            return config_err(format!("time_scale must be positive, got {time_scale}"));
-        }
-        Ok(RectifiedFlow { shift, t_min, time_scale })
+        let s = RectifiedFlow { shift, t_min, time_scale };
+        s.validate()?;
+        Ok(s)
     }
 
     fn sigma(&self, t: f64) -> f64 {
@@ -52,7 +45,8 @@ impl RectifiedFlow {
     }
 
     fn t_of_sigma(&self, sigma: f64) -> f64 {
-        sigma / (self.shift - (self.shift - 1.0) * sigma)
+        // sigma / (shift - (shift - 1) sigma), without its cancellation for a large shift
+        sigma / (self.shift * (1.0 - sigma) + sigma)
     }
 }
 
@@ -69,12 +63,20 @@ pub(crate) fn flow_sigma_of_lambda(lambda: f64) -> f64 {
 
 impl Scheduler for RectifiedFlow {
     fn alpha_sigma(&self, t: f64) -> (f64, f64) {
-        let sigma = self.sigma(t);
-        (1.0 - sigma, sigma)
+        // alpha = 1 - sigma = (1 - t) / (1 + (shift - 1) t): exactly 0 at t = 1 (the end is pure
+        // noise whatever the rounding of sigma there) and accurate near it
+        let denom = 1.0 + (self.shift - 1.0) * t;
+        ((1.0 - t) / denom, self.shift * t / denom)
     }
 
     fn t_of_lambda(&self, lambda: f64) -> f64 {
-        self.t_of_sigma(flow_sigma_of_lambda(lambda))
+        // sigma / alpha = shift t / (1 - t) = exp(-lambda), solved for t without overflow
+        if lambda >= 0.0 {
+            let ks = (-lambda).exp();
+            ks / (self.shift + ks)
+        } else {
+            1.0 / (1.0 + self.shift * lambda.exp())
+        }
     }
 
     fn t_range(&self) -> (f64, f64) {
@@ -91,5 +93,19 @@ impl Scheduler for RectifiedFlow {
 
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (shift, t_min, time_scale) = (self.shift, self.t_min, self.time_scale);
+        if !(shift > 0.0 && shift.is_finite()) {
+            return config_err(format!("flow shift must be positive and finite, got {shift}"));
+        }
+        if !(t_min > 0.0 && t_min < 1.0) {
+            return config_err(format!("t_min must lie in (0, 1), got {t_min}"));
+        }
+        if !(time_scale > 0.0 && time_scale.is_finite()) {
+            return config_err(format!("time_scale must be positive and finite, got {time_scale}"));
+        }
+        Ok(())
     }
 }

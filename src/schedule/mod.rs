@@ -15,6 +15,7 @@ pub(crate) use betas::{alphas_cumprod, torch_linspace_f32};
 pub(crate) use flow::flow_sigma_of_lambda;
 pub use flow::RectifiedFlow;
 pub use ve::{Edm, EdmModelTime};
+pub(crate) use vp::vp_from_log_ksigma;
 pub use vp::{BetaSchedule, ContinuousVp, CosineVp, DiscreteVp};
 
 /// One time of a schedule with its signal and noise levels.
@@ -105,5 +106,12 @@ pub trait Scheduler: std::fmt::Debug + Send + Sync {
     /// For a schedule defined on discrete training timesteps, how many there are.
     fn train_timesteps(&self) -> Option<usize> {
         None
+    }
+
+    /// Check the schedule's own settings: the checks of its validated constructor, for a schedule
+    /// whose public fields were set directly (a struct literal). The grid builders and the
+    /// sampling loop call it, so an invalid schedule is refused before a network call.
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
     }
 }

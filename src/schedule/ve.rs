@@ -41,12 +41,9 @@ impl Default for Edm {
 impl Edm {
     /// Validated constructor.
     pub fn new(sigma_min: f64, sigma_max: f64, model_time: EdmModelTime) -> Result<Edm> {
-        if !(sigma_min > 0.0 && sigma_max > sigma_min && sigma_max.is_finite()) {
-            return config_err(format!(
-                "need 0 < sigma_min < sigma_max < inf, got sigma_min = {sigma_min}, sigma_max = {sigma_max}"
-            ));
-        }
-        Ok(Edm { sigma_min, sigma_max, model_time })
+        let s = Edm { sigma_min, sigma_max, model_time };
+        s.validate()?;
+        Ok(s)
     }
 }
 
@@ -79,5 +76,15 @@ impl Scheduler for Edm {
 
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (sigma_min, sigma_max) = (self.sigma_min, self.sigma_max);
+        if !(sigma_min > 0.0 && sigma_max > sigma_min && sigma_max.is_finite()) {
+            return config_err(format!(
+                "need 0 < sigma_min < sigma_max < inf, got sigma_min = {sigma_min}, sigma_max = {sigma_max}"
+            ));
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 use super::betas::{alphas_cumprod, rescale_zero_terminal_snr, TablePrecision};
 use super::{Point, Scheduler};
 use crate::error::{config_err, Result};
+use crate::limits;
 
 /// How the betas of a [`DiscreteVp`] table are made.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,8 +77,13 @@ impl std::fmt::Debug for DiscreteVp {
 }
 
 impl DiscreteVp {
-    /// A table of `train_timesteps` entries from a beta schedule.
+    /// A table of `train_timesteps` entries from a beta schedule (at most
+    /// [`crate::limits::MAX_TRAIN_TIMESTEPS`] for the generated ones; `Betas` and `AlphasCumprod`
+    /// tables have their own length, and `train_timesteps` is not used for them).
     pub fn new(betas: BetaSchedule, train_timesteps: usize) -> Result<DiscreteVp> {
+        if !matches!(betas, BetaSchedule::Betas(_) | BetaSchedule::AlphasCumprod(_)) {
+            limits::check("train_timesteps", train_timesteps, limits::MAX_TRAIN_TIMESTEPS)?;
+        }
         if train_timesteps < 2 && !matches!(betas, BetaSchedule::Betas(_) | BetaSchedule::AlphasCumprod(_)) {
             return config_err(format!(
                 "a discrete schedule needs at least 2 training timesteps, got {train_timesteps}"
@@ -119,12 +125,29 @@ impl DiscreteVp {
     }
 
     fn from_alphas_cumprod(alphas_cumprod: Vec<f64>) -> Result<DiscreteVp> {
+        Self::checked(alphas_cumprod, false)
+    }
+
+    /// A diffusers table: as [`DiscreteVp::new`] with `AlphasCumprod`, except that the last entry
+    /// may be diffusers' zero-terminal-SNR floor `2^-24` even where the entry before it is smaller
+    /// (linear betas rescaled to zero SNR: diffusers runs such a table, its last two noise levels
+    /// out of order). Lookups by log-SNR ([`Scheduler::t_of_lambda`]) treat the last entry as the
+    /// table's end.
+    pub(crate) fn from_diffusers_table(alphas_cumprod: Vec<f64>) -> Result<DiscreteVp> {
+        Self::checked(alphas_cumprod, true)
+    }
+
+    fn checked(alphas_cumprod: Vec<f64>, diffusers_floor: bool) -> Result<DiscreteVp> {
         if alphas_cumprod.len() < 2 {
             return config_err("a discrete schedule needs at least 2 training timesteps");
         }
         let last = alphas_cumprod.len() - 1;
         for (i, w) in alphas_cumprod.windows(2).enumerate() {
             let ok_last = i + 1 == last && w[1] == 0.0; // zero terminal SNR
+            let floor = diffusers_floor && i + 1 == last && w[1] == 2f64.powi(-24) && w[0] > 0.0 && w[0] < 1.0;
+            if floor {
+                continue;
+            }
             if !(w[0] > 0.0 && w[0] < 1.0 && (w[1] > 0.0 || ok_last) && w[1] < w[0]) {
                 return config_err(format!(
                     "alphas_cumprod must decrease strictly within (0, 1) (only the last may be 0); \
@@ -254,13 +277,9 @@ impl Default for ContinuousVp {
 impl ContinuousVp {
     /// Validated constructor.
     pub fn new(beta_0: f64, beta_1: f64, t_eps: f64) -> Result<ContinuousVp> {
-        if !(beta_0 >= 0.0 && beta_1 > beta_0 && beta_1.is_finite()) {
-            return config_err(format!("need 0 <= beta_0 < beta_1, got beta_0 = {beta_0}, beta_1 = {beta_1}"));
-        }
-        if !(t_eps > 0.0 && t_eps < 1.0) {
-            return config_err(format!("t_eps must lie in (0, 1), got {t_eps}"));
-        }
-        Ok(ContinuousVp { beta_0, beta_1, t_eps })
+        let s = ContinuousVp { beta_0, beta_1, t_eps };
+        s.validate()?;
+        Ok(s)
     }
 
     fn log_alpha(&self, t: f64) -> f64 {
@@ -297,13 +316,29 @@ impl Scheduler for ContinuousVp {
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
     }
+
+    fn validate(&self) -> Result<()> {
+        let (beta_0, beta_1, t_eps) = (self.beta_0, self.beta_1, self.t_eps);
+        if !(beta_0 >= 0.0 && beta_1 > beta_0 && beta_1.is_finite()) {
+            return config_err(format!("need 0 <= beta_0 < beta_1 < inf, got beta_0 = {beta_0}, beta_1 = {beta_1}"));
+        }
+        check_t_eps(t_eps)
+    }
+}
+
+fn check_t_eps(t_eps: f64) -> Result<()> {
+    if !(t_eps > 0.0 && t_eps < 1.0) {
+        return config_err(format!("t_eps must lie in (0, 1), got {t_eps}"));
+    }
+    Ok(())
 }
 
 /// The continuous cosine VP schedule of v-diffusion (Salimans & Ho 2022, arXiv:2202.00512;
 /// Crowson's v-diffusion models) and diffusers' `IPNDMScheduler`: `alpha(t) = cos(pi t / 2)`,
 /// `sigma(t) = sin(pi t / 2)`, so `lambda(t) = -ln tan(pi t / 2)`, `t` in `[t_eps, 1]`. The
-/// model time is `t` itself. (At `t = 1`, `alpha = cos(pi / 2)` is 6e-17 in floating point,
-/// `lambda ~ -37`: pure noise for every practical purpose.)
+/// model time is `t` itself. `alpha` is computed as `sin(pi (1 - t) / 2)`, so the end `t = 1` is
+/// pure noise exactly (`alpha = 0`, `lambda = -inf`, as a zero-terminal-SNR table's end; `cos(pi /
+/// 2)` would give 6e-17) and `alpha` keeps full relative accuracy near it.
 ///
 /// ```
 /// use diffusion_samplers::{CosineVp, Scheduler};
@@ -327,22 +362,28 @@ impl Default for CosineVp {
 impl CosineVp {
     /// Validated constructor.
     pub fn new(t_eps: f64) -> Result<CosineVp> {
-        if !(t_eps > 0.0 && t_eps < 1.0) {
-            return config_err(format!("t_eps must lie in (0, 1), got {t_eps}"));
-        }
-        Ok(CosineVp { t_eps })
+        let s = CosineVp { t_eps };
+        s.validate()?;
+        Ok(s)
     }
 }
 
 impl Scheduler for CosineVp {
     fn alpha_sigma(&self, t: f64) -> (f64, f64) {
-        let angle = std::f64::consts::FRAC_PI_2 * t;
-        (angle.cos(), angle.sin())
+        // cos(pi t / 2) = sin(pi (1 - t) / 2): exact 0 at t = 1, accurate near it (1 - t is exact there)
+        use std::f64::consts::FRAC_PI_2;
+        ((FRAC_PI_2 * (1.0 - t)).sin(), (FRAC_PI_2 * t).sin())
     }
 
     fn t_of_lambda(&self, lambda: f64) -> f64 {
-        // tan(pi t / 2) = sigma / alpha = exp(-lambda)
-        (-lambda).exp().atan() / std::f64::consts::FRAC_PI_2
+        // tan(pi t / 2) = sigma / alpha = exp(-lambda); for lambda < 0 through the complementary
+        // angle, accurate near t = 1
+        use std::f64::consts::FRAC_PI_2;
+        if lambda < 0.0 {
+            1.0 - lambda.exp().atan() / FRAC_PI_2
+        } else {
+            (-lambda).exp().atan() / FRAC_PI_2
+        }
     }
 
     fn t_range(&self) -> (f64, f64) {
@@ -359,5 +400,9 @@ impl Scheduler for CosineVp {
 
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_t_eps(self.t_eps)
     }
 }

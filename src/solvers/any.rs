@@ -18,6 +18,7 @@ trait ErasedSolver: Send + Sync {
     fn nfe(&self, step: &Step) -> usize;
     fn is_stochastic(&self) -> bool;
     fn is_adaptive(&self) -> bool;
+    fn needs_unconditional(&self) -> bool;
     fn validate(&self, steps: &[Step]) -> Result<()>;
     fn init_state(&self) -> Box<dyn Any>;
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut Box<dyn Any>) -> Result<Tensor>;
@@ -46,6 +47,9 @@ where
     }
     fn is_adaptive(&self) -> bool {
         Solver::is_adaptive(self)
+    }
+    fn needs_unconditional(&self) -> bool {
+        Solver::needs_unconditional(self)
     }
     fn validate(&self, steps: &[Step]) -> Result<()> {
         Solver::validate(self, steps)
@@ -98,7 +102,7 @@ where
 /// for v in x.to_vec1::<f64>()? { assert!((v - 0.25).abs() < 1e-9) }
 ///
 /// // an unknown name is a typed error that lists the known ones
-/// let err = "dpm_2".parse::<AnySolver>().unwrap_err();
+/// let err = "dpm_3".parse::<AnySolver>().unwrap_err();
 /// assert!(matches!(&err, diffusion_samplers::Error::UnknownSolver { known, .. } if known.contains("dpmpp_2m")));
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
@@ -156,6 +160,9 @@ impl Solver for AnySolver {
     }
     fn is_adaptive(&self) -> bool {
         self.inner.is_adaptive()
+    }
+    fn needs_unconditional(&self) -> bool {
+        self.inner.needs_unconditional()
     }
     fn validate(&self, steps: &[Step]) -> Result<()> {
         self.inner.validate(steps)

@@ -261,7 +261,9 @@ impl DpmAdaptive {
                 state.errs[2] = state.errs[1];
                 state.errs[1] = state.errs[0];
             }
-            state.h *= factor;
+            // capped: a step past the end of the interval is cut to it anyway, and the state lives on
+            // across grid steps, where an error of exactly 0 (a linear model) would grow h to inf
+            state.h = (state.h * factor).min(MAX_STEP);
             if !(state.h.is_finite() && state.h > 0.0) || !error.is_finite() {
                 return Err(Error::NonFinite { what: "adaptive DPM-Solver error estimate", model_time: s.t });
             }
@@ -279,6 +281,9 @@ impl DpmAdaptive {
         Ok(x)
     }
 }
+
+/// The largest step in `lambda` the controller proposes (far beyond any schedule's log-SNR range).
+const MAX_STEP: f64 = 1e3;
 
 /// `||(x_low - x_high) / delta||_2 / sqrt(n)` on `x / alpha`, `delta = max(atol, rtol max(|x_low|, |x_prev|))`.
 fn error_norm(x_low: &Tensor, x_high: &Tensor, x_prev: &Tensor, alpha: f64, rtol: f64, atol: f64) -> Result<f64> {

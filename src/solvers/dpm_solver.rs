@@ -73,6 +73,10 @@ pub enum ThirdOrder {
     Taylor,
     /// `h phi_3(-h)`: bit-compatible with diffusers' `DPMSolverMultistepScheduler(solver_order=3)`.
     Reference,
+    /// k-diffusion's `sample_dpmpp_3m_sde` (ComfyUI's `dpmpp_3m_sde`): `H phi_3(-H)` with the
+    /// SDE's `H = (1 + eta) h` in [`crate::SdeDpmSolverPP`], Lu et al.'s weight; in
+    /// [`DpmSolverMultistep`] (`eta = 0`) the same as [`ThirdOrder::Reference`].
+    KDiffusion,
 }
 
 /// Multistep DPM-Solver / DPM-Solver++.
@@ -145,7 +149,7 @@ impl Solver for DpmSolverMultistep {
     fn order(&self) -> usize {
         // the reference third-order weights leave an O(h^3) local error (see ThirdOrder)
         match (self.policy.order, self.third_order) {
-            (3, ThirdOrder::Reference) => 2,
+            (3, ThirdOrder::Reference | ThirdOrder::KDiffusion) => 2,
             (order, _) => order,
         }
     }
@@ -172,7 +176,7 @@ impl Solver for DpmSolverMultistep {
             (3, Some((p1, m1)), Some((p2, m2))) => {
                 let k2 = match self.third_order {
                     ThirdOrder::Taylor => 2.0 * c2,
-                    ThirdOrder::Reference => c2,
+                    ThirdOrder::Reference | ThirdOrder::KDiffusion => c2,
                 };
                 let m = multistep_weights(h, &[from.lambda, p1.lambda, p2.lambda], c0, c1, k2);
                 lincomb(&[(w.c_x, x), (m[0], &m0), (m[1], m1), (m[2], m2)])

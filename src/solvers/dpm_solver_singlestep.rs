@@ -18,7 +18,8 @@
 //!
 //! Order 2 is second-order accurate for any node; order 3 is third order for heun and, for
 //! midpoint, when `r_2 = 2/3` (uniform-lambda grids). The last step into `sigma = 0` is first
-//! order.
+//! order. A group that would start at `alpha = 0` (a zero-terminal-SNR start, `lambda = -inf`)
+//! has no finite divided differences; the next step starts a new group instead.
 
 use candle_core::Tensor;
 
@@ -26,6 +27,7 @@ use super::dpm_solver::ZERO_ALPHA;
 use super::{validate_expint, Algorithm, Solver, SolverType, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
+use crate::limits;
 use crate::math::expint::{weights, Form};
 use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::ops::lincomb;
@@ -43,8 +45,9 @@ use crate::schedule::Point;
 /// ```
 /// use diffusion_samplers::{DpmSolverSinglestep, Solver};
 /// let s = DpmSolverSinglestep::pp(3);
-/// assert_eq!(s.orders(10, false), vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
+/// assert_eq!(s.orders(10, false)?, vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
 /// assert_eq!(DpmSolverSinglestep::diffusers_default().name(), "DPM-Solver++(2S)");
+/// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DpmSolverSinglestep {
@@ -85,23 +88,40 @@ impl DpmSolverSinglestep {
     /// `[1, 2, .., order]`, a shorter group at the end when `steps` is not a multiple of the order;
     /// with lower-order-final the last full group is split (`[.., 1, 2] + [1]` for order 3,
     /// `[.., 1] + [1]` for order 2); the last step is first order when `clean_end` (the grid ends
-    /// at `sigma = 0`) or with `euler_at_final`.
-    pub fn orders(&self, steps: usize, clean_end: bool) -> Vec<usize> {
+    /// at `sigma = 0`) or with `euler_at_final`. At most [`crate::limits::MAX_STEPS`] steps
+    /// ([`crate::Error::TooLarge`] above); [`DpmSolverSinglestep::order_at`] gives one entry
+    /// without the list.
+    pub fn orders(&self, steps: usize, clean_end: bool) -> Result<Vec<usize>> {
+        limits::check("steps", steps, limits::MAX_STEPS)?;
+        Ok((0..steps).map(|i| self.order_at(i, steps, clean_end)).collect())
+    }
+
+    /// Entry `index` of [`DpmSolverSinglestep::orders`]`(steps, clean_end)` in constant time (1
+    /// past the end).
+    ///
+    /// ```
+    /// use diffusion_samplers::DpmSolverSinglestep;
+    /// let s = DpmSolverSinglestep::pp(3);
+    /// assert_eq!((0..10).map(|i| s.order_at(i, 10, true)).collect::<Vec<_>>(), s.orders(10, true)?);
+    /// assert_eq!(s.order_at(usize::MAX - 2, usize::MAX, false), 2);
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
+    pub fn order_at(&self, index: usize, steps: usize, clean_end: bool) -> usize {
         let order = self.policy.order.clamp(1, 3);
+        if index >= steps {
+            return 1;
+        }
         let lower = match self.policy.lower_order_final {
             LowerOrderFinal::Never => false,
             LowerOrderFinal::Always => true,
             LowerOrderFinal::BelowSteps(n) => steps < n,
         };
-        let mut orders: Vec<usize> = (0..steps).map(|i| i % order + 1).collect();
-        if lower && order > 1 && steps % order == 0 && steps > 0 {
-            // split the last full group: its last step starts a group of its own
-            orders[steps - 1] = 1;
+        // the last full group is split, or the last step goes into sigma = 0 / is forced to Euler
+        let split_last = lower && order > 1 && steps % order == 0;
+        if index + 1 == steps && (split_last || clean_end || self.policy.euler_at_final) {
+            return 1;
         }
-        if (clean_end || self.policy.euler_at_final) && steps > 0 {
-            orders[steps - 1] = 1;
-        }
-        orders
+        index % order + 1
     }
 }
 
@@ -146,10 +166,15 @@ impl Solver for DpmSolverSinglestep {
 
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut SinglestepState) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
-        let order = self.orders(step.count, to.is_clean()).get(step.index).copied().unwrap_or(1);
+        let order = self.order_at(step.index, step.count, to.is_clean());
         // a group's step k needs the k - 1 earlier outputs of its group (a fresh state, e.g. a
         // grid cut for img2img, starts a new group, as diffusers does)
-        let order = order.min(state.outputs.len() + 1);
+        let mut order = order.min(state.outputs.len() + 1);
+        // a group starting at alpha = 0 (lambda = -inf) has no finite divided differences
+        // (r = inf / inf): a new group starts here instead
+        if order > 1 && state.outputs[state.outputs.len() + 1 - order].0.lambda == f64::NEG_INFINITY {
+            order = 1;
+        }
         let (form, m) = match self.algorithm {
             Algorithm::DpmSolverPP => (Form::Data, ctx.model.data(x, from)?),
             Algorithm::DpmSolver => (Form::Noise, ctx.model.noise(x, from)?),

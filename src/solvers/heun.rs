@@ -8,34 +8,16 @@
 //! with `D1` the data prediction at `(x', to)`. Second order, 2 NFE per step (1 on a step into
 //! `sigma = 0`, which is an Euler step as in EDM). With churn, each step first adds noise to move
 //! from `s` up to `s (1 + gamma)`, `gamma = min(S_churn / N, sqrt(2) - 1)` for `s` in
-//! `[S_tmin, S_tmax]`.
+//! `[S_tmin, S_tmax]` ([`Churn`]). k-diffusion's `sample_heun` (ComfyUI's `heun`) is `Heun::default()`,
+//! with churn `Heun { churn: Some(Churn::k_diffusion(s_churn)) }`.
 
 use candle_core::Tensor;
 
 use super::{refuse_zero_alpha_start, Solver, StepContext};
-use crate::error::{config_err, Result};
+use crate::error::Result;
 use crate::grid::Step;
+use crate::math::Churn;
 use crate::ops::lincomb;
-use crate::schedule::Point;
-
-/// EDM's stochastic churn (Algorithm 2). Defaults are EDM's ImageNet-64 values.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Churn {
-    /// Total churn `S_churn`, spread over the steps.
-    pub s_churn: f64,
-    /// Lowest noise level (ksigma) that gets churn.
-    pub s_tmin: f64,
-    /// Highest noise level (ksigma) that gets churn.
-    pub s_tmax: f64,
-    /// Scale of the added noise (`S_noise`).
-    pub s_noise: f64,
-}
-
-impl Default for Churn {
-    fn default() -> Self {
-        Churn { s_churn: 80.0, s_tmin: 0.05, s_tmax: 50.0, s_noise: 1.003 }
-    }
-}
 
 /// The Heun solver; `churn: None` is the deterministic EDM Algorithm 1.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -68,16 +50,12 @@ impl Solver for Heun {
     }
 
     fn is_stochastic(&self) -> bool {
-        self.churn.is_some_and(|c| c.s_churn > 0.0)
+        self.churn.is_some_and(|c| c.is_active())
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
         if let Some(c) = self.churn {
-            if !(c.s_churn >= 0.0 && c.s_noise >= 0.0 && c.s_tmin <= c.s_tmax) {
-                return config_err(format!(
-                    "invalid churn settings {c:?}: need s_churn, s_noise >= 0, s_tmin <= s_tmax"
-                ));
-            }
+            c.validate()?;
         }
         refuse_zero_alpha_start(
             steps,
@@ -89,20 +67,11 @@ impl Solver for Heun {
     fn init_state(&self) {}
 
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
-        let (mut from, to) = (step.from, step.to);
-        let mut x = x.clone();
-        if let Some(c) = self.churn {
-            let s = from.ksigma();
-            if (c.s_tmin..=c.s_tmax).contains(&s) && c.s_churn > 0.0 {
-                let gamma = (c.s_churn / step.count as f64).min(std::f64::consts::SQRT_2 - 1.0);
-                let hat: Point = ctx.model.schedule().point_of_lambda(-(s * (1.0 + gamma)).ln());
-                let extra = (hat.ksigma().powi(2) - s * s).max(0.0).sqrt() * c.s_noise;
-                // the noise raises the level from `from` to `hat`
-                let z = ctx.noise.noise_between(&x, &from, &hat)?;
-                x = lincomb(&[(hat.alpha / from.alpha, &x), (hat.alpha * extra, &z)])?;
-                from = hat;
-            }
-        }
+        let to = step.to;
+        let (from, x) = match self.churn {
+            Some(c) => c.raise(ctx, step, x)?,
+            None => (step.from, x.clone()),
+        };
         // the data predictions stay linear forms in (sample, network output), folded into the
         // updates: each stage is one pass over memory
         let d0 = ctx.model.data_linear(&x, &from)?;

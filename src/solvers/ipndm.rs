@@ -17,6 +17,18 @@
 //!
 //! Starting at `alpha = 0` (diffusers' `IPNDMScheduler` grid starts there) the transfer is
 //! singular; [`ZeroAlphaStart`] says what the first step does.
+//!
+//! ComfyUI's `ipndm` ([`Ipndm::comfy`]) is this method with fixed weights, returning the data
+//! prediction on the step into `sigma = 0` ([`CleanStep::DataPrediction`]). Its `ipndm_v`
+//! ([`Ipndm::comfy_variable`]) replaces the fixed weights by step-size-dependent ones
+//! ([`MultistepWeights::ComfyVariable`], from the `diff-solvers` code ComfyUI cites): exact for the
+//! second order, but its third- and fourth-order weights are not the variable-step
+//! Adams-Bashforth ones (the third-order weights integrate only linear polynomials exactly on
+//! non-uniform steps; the fourth-order ones differ from Adams-Bashforth's even on uniform steps,
+//! and do not sum to one on steps whose ratio varies, e.g. Karras grids). Measured on the
+//! Gaussian mixture (`tests/solvers_cx_orders.rs`): order about 2 on uniform-logSNR grids and
+//! 1.15 on Karras grids, against 3.4-3.8 for [`MultistepWeights::Lagrange`], the exact
+//! variable-step method (which has the larger error below about 40 Karras steps).
 
 use candle_core::Tensor;
 
@@ -43,6 +55,16 @@ pub enum ZeroAlphaStart {
     DiffusersClamp,
 }
 
+/// What the step into `sigma = 0` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CleanStep {
+    /// The multistep combination down to `sigma = 0` (diffusers' `IPNDMScheduler`).
+    #[default]
+    Multistep,
+    /// Return the data prediction (ComfyUI's `ipndm` and `ipndm_v`).
+    DataPrediction,
+}
+
 /// The iPNDM solver.
 ///
 /// diffusers' `IPNDMScheduler` is `order = 4` with [`ZeroAlphaStart::DiffusersClamp`]; its own grid
@@ -66,18 +88,41 @@ pub struct Ipndm {
     pub order: usize,
     /// The first step from `alpha = 0`.
     pub zero_alpha_start: ZeroAlphaStart,
+    /// The multistep weights: [`MultistepWeights::Uniform`] (iPNDM as published, diffusers'
+    /// `IPNDMScheduler`, ComfyUI's `ipndm`), [`MultistepWeights::Lagrange`] (variable-step
+    /// Adams-Bashforth in `ksigma`, order `m` on every grid: the method of [`crate::Lms`]) or
+    /// [`MultistepWeights::ComfyVariable`] (ComfyUI's `ipndm_v`).
+    pub weights: MultistepWeights,
+    /// The step into `sigma = 0`.
+    pub clean_step: CleanStep,
 }
 
 impl Default for Ipndm {
     fn default() -> Self {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DataPrediction }
+        Ipndm {
+            order: 4,
+            zero_alpha_start: ZeroAlphaStart::DataPrediction,
+            weights: MultistepWeights::Uniform,
+            clean_step: CleanStep::Multistep,
+        }
     }
 }
 
 impl Ipndm {
     /// diffusers' `IPNDMScheduler`: order 4, its clamped first step from `alpha = 0`.
     pub fn diffusers_default() -> Ipndm {
-        Ipndm { order: 4, zero_alpha_start: ZeroAlphaStart::DiffusersClamp }
+        Ipndm { zero_alpha_start: ZeroAlphaStart::DiffusersClamp, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm`: order 4, fixed weights, the data prediction into `sigma = 0`.
+    pub fn comfy() -> Ipndm {
+        Ipndm { clean_step: CleanStep::DataPrediction, ..Ipndm::default() }
+    }
+
+    /// ComfyUI's `ipndm_v`: order 4, its variable-step weights, the data prediction into
+    /// `sigma = 0`.
+    pub fn comfy_variable() -> Ipndm {
+        Ipndm { weights: MultistepWeights::ComfyVariable, ..Ipndm::comfy() }
     }
 
     /// The points of diffusers' `IPNDMScheduler` grid for `steps` steps, computed in f64:
@@ -86,11 +131,13 @@ impl Ipndm {
     /// passes to the network. `t` is the time of the v-diffusion cosine schedule
     /// `alpha = cos(pi t / 2)`, `sigma = sin(pi t / 2)`: the model must be bound to a
     /// [`crate::Scheduler`] whose `model_time` is that `t`, such as [`crate::CosineVp`]. The first point has `alpha = 0`, the last
-    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`].
+    /// `sigma = 0`. Build the grid with [`crate::Grid::from_points`]. At most
+    /// [`crate::limits::MAX_STEPS`] steps.
     pub fn diffusers_points(steps: usize) -> Result<Vec<Point>> {
         if steps == 0 {
             return Err(crate::Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
         Ok((0..=steps)
             .map(|i| {
                 if i == steps {
@@ -148,7 +195,12 @@ impl Solver for Ipndm {
             return Ok(out);
         }
         let eps = model.noise(x, from)?;
-        let out = ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Uniform)?;
+        let out = match self.clean_step {
+            CleanStep::DataPrediction if to.is_clean() => {
+                lincomb(&[(1.0 / from.alpha, x), (-from.sigma / from.alpha, &eps)])?
+            }
+            _ => ksigma_multistep(from, to, x, &eps, hist, self.order, self.weights)?,
+        };
         hist.push(*from, eps);
         Ok(out)
     }

@@ -12,8 +12,12 @@
 //! ([`crate::math::multistep::lagrange_integrals`]; diffusers uses numerical quadrature, which
 //! is exact for these polynomials up to its tolerance). In `x`:
 //! `x_to = (alpha_to / alpha) x + alpha_to sum_j w_j eps_j`. Order `m` in `s` (up to 4), with a
-//! warm-up of orders 1, 2, .. while fewer outputs are stored, and the full order into
-//! `sigma = 0` (the integral to `s = 0` is finite). 1 NFE per step.
+//! warm-up of orders 1, 2, .. while fewer outputs are stored, and (with [`LmsFinal::Integrate`])
+//! the full order into `sigma = 0` (the integral to `s = 0` is finite). 1 NFE per step.
+//!
+//! k-diffusion 0.1.1's `sample_lms` and diffusers integrate to `sigma = 0` at full order; ComfyUI's
+//! `lms` ([`Lms::comfyui`], the registered name `lms`) takes the step into `sigma = 0` at first
+//! order, which returns the data prediction (`x = denoised`), as its other samplers do.
 
 use candle_core::Tensor;
 
@@ -45,23 +49,48 @@ use crate::math::History;
 pub struct Lms {
     /// Number of derivatives interpolated (1-4): the order in `ksigma`.
     pub order: usize,
+    /// The step into `sigma = 0`.
+    pub final_step: LmsFinal,
+}
+
+/// What LMS does on the step into `sigma = 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LmsFinal {
+    /// Integrate the interpolating polynomial down to `sigma = 0` at full order (k-diffusion
+    /// 0.1.1's `sample_lms`, diffusers' `LMSDiscreteScheduler`).
+    #[default]
+    Integrate,
+    /// First order: the step returns the data prediction (ComfyUI's `lms`).
+    Denoise,
 }
 
 impl Default for Lms {
     fn default() -> Self {
-        Lms { order: 4 }
+        Lms::new(4)
     }
 }
 
 impl Lms {
-    /// LMS of `order` (1-4).
+    /// LMS of `order` (1-4), integrating to `sigma = 0` at full order.
     pub fn new(order: usize) -> Lms {
-        Lms { order }
+        Lms { order, final_step: LmsFinal::Integrate }
     }
 
-    /// diffusers' `LMSDiscreteScheduler.step` default: order 4.
+    /// diffusers' `LMSDiscreteScheduler.step` default: order 4 (and k-diffusion 0.1.1's
+    /// `sample_lms`).
     pub fn diffusers_default() -> Lms {
-        Lms { order: 4 }
+        Lms::new(4)
+    }
+
+    /// ComfyUI's `lms`: order 4, the step into `sigma = 0` returns the data prediction.
+    ///
+    /// ```
+    /// use diffusion_samplers::{AnySolver, Lms, LmsFinal};
+    /// assert_eq!(Lms::comfyui(), Lms { order: 4, final_step: LmsFinal::Denoise });
+    /// assert_eq!(AnySolver::new(Lms::comfyui()).to_string(), "lms");
+    /// ```
+    pub fn comfyui() -> Lms {
+        Lms { order: 4, final_step: LmsFinal::Denoise }
     }
 }
 
@@ -94,7 +123,11 @@ impl Solver for Lms {
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, hist: &mut History) -> Result<Tensor> {
         let (from, to) = (&step.from, &step.to);
         let eps = ctx.model.noise(x, from)?;
-        let out = ksigma_multistep(from, to, x, &eps, hist, self.order, MultistepWeights::Lagrange)?;
+        let order = match self.final_step {
+            LmsFinal::Denoise if to.is_clean() => 1,
+            _ => self.order,
+        };
+        let out = ksigma_multistep(from, to, x, &eps, hist, order, MultistepWeights::Lagrange)?;
         hist.push(*from, eps);
         Ok(out)
     }

@@ -25,6 +25,22 @@ mod planned;
 mod pndm;
 mod sde_dpm_solver;
 mod unipc;
+// the k-diffusion / ComfyUI samplers (group KD)
+mod dpm_2;
+mod dpm_2_ancestral;
+mod dpmpp_2s_ancestral;
+mod dpmpp_sde;
+mod heunpp2;
+// ComfyUI-only samplers (group CX)
+mod deis_tab;
+mod dpmpp_2m_cfg_pp;
+mod er_sde;
+mod gradient_estimation;
+mod lcm;
+mod res_multistep;
+mod restart;
+mod sa_solver;
+mod seeds;
 
 pub use any::AnySolver;
 pub use ddim::Ddim;
@@ -36,14 +52,31 @@ pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
-pub use heun::{Churn, Heun};
-pub use ipndm::{Ipndm, ZeroAlphaStart};
-pub use lms::Lms;
+pub use heun::Heun;
+pub use ipndm::{CleanStep, Ipndm, ZeroAlphaStart};
+pub use lms::{Lms, LmsFinal};
 pub use planned::{PlanForm, PlanStep, Planned, PlannedState, SecondOrder, SolverPlan};
 pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
-pub use sde_dpm_solver::SdeDpmSolverPP;
-pub use unipc::{BVariant, Corrector, UniPc, UniPcState};
+pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
+pub use unipc::{BVariant, Corrector, UniPc, UniPcEnd, UniPcState};
+// the k-diffusion / ComfyUI samplers (group KD)
+pub use crate::math::Churn;
+pub use dpm_2::Dpm2;
+pub use dpm_2_ancestral::Dpm2Ancestral;
+pub use dpmpp_2s_ancestral::DpmPp2sAncestral;
+pub use dpmpp_sde::DpmPpSde;
+pub use heunpp2::HeunPp2;
+// ComfyUI-only samplers (group CX)
+pub use deis_tab::{DeisQuadrature, DeisTab};
+pub use dpmpp_2m_cfg_pp::DpmPP2mCfgPp;
+pub use er_sde::{ErSde, ErSdeState, NoiseScaler};
+pub use gradient_estimation::GradientEstimation;
+pub use lcm::Lcm;
+pub use res_multistep::{ResMultistep, ResState};
+pub use restart::{Restart, RestartSegment};
+pub use sa_solver::{SaMode, SaNoise, SaSolver, SaState};
+pub use seeds::{Seeds, SeedsStages, SeedsUpdate};
 
 use candle_core::Tensor;
 
@@ -64,6 +97,17 @@ pub struct StepContext<'a, 'm> {
     pub noise: &'a mut dyn NoiseSource,
 }
 
+impl StepContext<'_, '_> {
+    /// A noise draw for the interval `from -> to` when its weight `c` is non-zero, `None`
+    /// otherwise (a draw of weight 0 would still consume caller-supplied noise).
+    pub fn noise_if(&mut self, c: f64, like: &Tensor, from: &Point, to: &Point) -> Result<Option<Tensor>> {
+        if c == 0.0 {
+            return Ok(None);
+        }
+        Ok(Some(self.noise.noise_between(like, from, to)?))
+    }
+}
+
 /// One step of an ODE/SDE solver for the probability-flow ODE, with the metadata a program needs
 /// to choose and budget solvers at run time.
 ///
@@ -82,7 +126,9 @@ pub trait Solver {
 
     /// Network evaluations the solver spends on `step` (exact, where it varies: Heun's step into
     /// `sigma = 0` is 1, PNDM's Runge-Kutta warm-up steps 4). It may depend on the step's
-    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times.
+    /// `index` and `count` and on whether it ends at `sigma = 0`, not on its times (one
+    /// exception: an ancestral DPM-2 / DPM-Solver++(2S) step with `eta > 1` whose whole step is
+    /// noise is an Euler step, 1 NFE).
     fn nfe(&self, step: &Step) -> usize {
         let _ = step;
         1
@@ -97,6 +143,13 @@ pub trait Solver {
     /// True when the solver adds noise (draws from the [`StepContext`]'s noise source). The loop
     /// refuses to run a stochastic solver on an inversion grid.
     fn is_stochastic(&self) -> bool {
+        false
+    }
+
+    /// True when the solver needs the unconditional prediction of a guided network (the CFG++
+    /// samplers, [`crate::Model::data_and_unconditional`]). The loop refuses to run it with a
+    /// model whose denoiser has none ([`crate::Model::has_unconditional`]).
+    fn needs_unconditional(&self) -> bool {
         false
     }
 
@@ -119,6 +172,17 @@ pub(crate) fn refuse_zero_alpha_start(steps: &[Step], message: &str) -> Result<(
         Some(s) if s.from.alpha == 0.0 => Err(Error::Unsupported(message.into())),
         _ => Ok(()),
     }
+}
+
+/// The configuration check of the samplers with ancestral or SDE noise: finite `eta >= 0` and
+/// `s_noise >= 0`.
+pub(crate) fn validate_noise(name: &str, eta: f64, s_noise: f64) -> Result<()> {
+    if !(eta >= 0.0 && eta.is_finite() && s_noise >= 0.0 && s_noise.is_finite()) {
+        return crate::error::config_err(format!(
+            "{name} needs finite eta >= 0 and s_noise >= 0, got eta = {eta}, s_noise = {s_noise}"
+        ));
+    }
+    Ok(())
 }
 
 /// The validation of the exponential integrators: the order within `1..=3`, and a noise-form
@@ -157,14 +221,21 @@ pub fn nfe_of<S: Solver + ?Sized>(solver: &S, steps: &[Step]) -> usize {
 }
 
 /// The most steps whose grid (ending as `end` says) costs `solver` at most `budget` network
-/// evaluations, from the solver's metadata ([`Solver::nfe`]).
+/// evaluations, from the solver's metadata ([`Solver::nfe`]); at most
+/// [`crate::limits::MAX_STEPS`] (the most steps a grid may have), whatever the budget.
+///
+/// The count is found by bisection over `1..=min(budget, MAX_STEPS)` (about 17 probe grids,
+/// `O(n log n)` work): it is a count `n` whose run costs at most `budget` while `n + 1` steps cost
+/// more, which is the largest such count whenever a run of more steps costs no fewer evaluations
+/// (true of every registered solver; `tests/property.rs` checks it over the registry).
 ///
 /// ```
-/// use diffusion_samplers::{steps_for_nfe, AnySolver, End};
+/// use diffusion_samplers::{limits, steps_for_nfe, AnySolver, End};
 /// let heun: AnySolver = "heun".parse()?;
 /// assert_eq!(steps_for_nfe(&heun, 10, End::Clean)?, 5); // 2 per step, 1 into sigma = 0: 9 NFE
 /// assert_eq!(steps_for_nfe(&heun, 10, End::Min)?, 5);
 /// assert_eq!(steps_for_nfe(&"dpmpp_2m".parse::<AnySolver>()?, 10, End::Clean)?, 10);
+/// assert_eq!(steps_for_nfe(&heun, usize::MAX, End::Clean)?, limits::MAX_STEPS);
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
 pub fn steps_for_nfe<S: Solver + ?Sized>(solver: &S, budget: usize, end: End) -> Result<usize> {
@@ -175,19 +246,29 @@ pub fn steps_for_nfe<S: Solver + ?Sized>(solver: &S, budget: usize, end: End) ->
         )));
     }
     // every step costs at least one evaluation, so no more than `budget` steps fit
-    let mut best = None;
-    for n in 1..=budget {
-        if nfe_of(solver, &probe_steps(n, end)) <= budget {
-            best = Some(n);
-        }
-    }
-    best.ok_or_else(|| {
-        Error::InvalidConfig(format!(
+    let cost = |n: usize| nfe_of(solver, &probe_steps(n, end));
+    if budget == 0 || cost(1) > budget {
+        return Err(Error::InvalidConfig(format!(
             "{} needs {} network evaluations for a single step, more than the budget of {budget}",
             solver.name(),
-            nfe_of(solver, &probe_steps(1, end))
-        ))
-    })
+            cost(1)
+        )));
+    }
+    let hi = budget.min(crate::limits::MAX_STEPS);
+    if cost(hi) <= budget {
+        return Ok(hi);
+    }
+    // cost(lo) <= budget < cost(hi)
+    let (mut lo, mut hi) = (1, hi);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if cost(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// `n` steps through made-up points (the metadata depends only on the steps' positions and on

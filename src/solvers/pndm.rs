@@ -138,9 +138,10 @@ impl Pndm {
 
     /// diffusers' `PNDMScheduler` grid (`timestep_spacing = "leading"`): the timesteps
     /// `(steps - 1 - i) * (N / steps) + steps_offset` for a table of `N` training timesteps, then
-    /// the end of [`diffusers_points`]. When that end repeats the last timestep (`steps_offset = 0`
-    /// without `set_alpha_to_one`), diffusers' final step is a no-op that still calls the network
-    /// once; this grid leaves it out.
+    /// diffusers' `prev_timestep` of the last one: `last - N / steps` when that is a timestep of
+    /// the table, else the clean point if `set_alpha_to_one`, else the table's first entry (time 0).
+    /// When that end repeats the last timestep (`steps_offset = 0` without `set_alpha_to_one`),
+    /// diffusers' final step is a no-op that still calls the network once; this grid leaves it out.
     pub fn diffusers_grid(
         schedule: &dyn Scheduler,
         steps: usize,
@@ -150,6 +151,8 @@ impl Pndm {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
+        crate::limits::check("steps", steps, crate::limits::MAX_STEPS)?;
+        schedule.validate()?;
         let n_train = schedule
             .train_timesteps()
             .ok_or_else(|| Error::Unsupported("PNDM's diffusers grid needs a discrete schedule (DiscreteVp)".into()))?;
@@ -163,9 +166,11 @@ impl Pndm {
             .collect();
         if ts[0] >= n_train as f64 {
             return Err(Error::InvalidConfig(format!(
-                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({})",
+                "steps_offset {steps_offset} puts the first timestep at {}, beyond the table's last ({}): lower \
+                 steps_offset to at most {}",
                 ts[0],
-                n_train - 1
+                n_train - 1,
+                n_train - 1 - (steps - 1) * ratio
             )));
         }
         let mut points = diffusers_points(|t| schedule.point(t), &ts, ratio as f64, set_alpha_to_one, true);
@@ -243,6 +248,17 @@ impl Solver for Pndm {
         if let Warmup::RungeKutta { midpoint: PrkMidpoint::HalfStride { half } } = self.warmup {
             if !(half >= 0.0 && half.is_finite()) {
                 return Err(Error::InvalidConfig(format!("PNDM's half stride must be finite and >= 0, got {half}")));
+            }
+            // the stages at `from.t - half` and `to.t + half` must lie within the step (the
+            // network is not called off the grid's range)
+            for st in steps.iter().take(PRK_STEPS).filter(|st| !st.to.is_clean()) {
+                if half > (st.from.t - st.to.t).abs() {
+                    return Err(Error::InvalidConfig(format!(
+                        "PNDM's half stride {half} is longer than warm-up step {} (t = {} to {}): use at most half \
+                         the step's length (diffusers: (num_train_timesteps / steps) / 2) or PrkMidpoint::Ksigma",
+                        st.index, st.from.t, st.to.t
+                    )));
+                }
             }
         }
         refuse_zero_alpha_start(

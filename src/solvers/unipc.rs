@@ -71,6 +71,18 @@ impl Corrector {
     }
 }
 
+/// How UniPC ends a grid that ends at `sigma = 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum UniPcEnd {
+    /// A first-order step to `sigma = 0` (it returns the data prediction).
+    #[default]
+    Clean,
+    /// ComfyUI's `uni_pc` / `uni_pc_bh2`: the last step goes to the noise level
+    /// `sigma / alpha = s` instead (ComfyUI: 0.001, a first-order UniP step without corrector)
+    /// and returns `x / alpha` there as the clean sample.
+    StopAt(f64),
+}
+
 /// The UniPC solver.
 ///
 /// diffusers option -> field (`UniPCMultistepScheduler`): `solver_order` -> `policy.order`;
@@ -104,12 +116,35 @@ pub struct UniPc {
     pub form: Form,
     /// Which steps get the corrector.
     pub corrector: Corrector,
+    /// The step into `sigma = 0`.
+    pub end: UniPcEnd,
 }
 
 impl UniPc {
     /// UniPC-`order` (1-3), bh2, data prediction, corrector after every step, full order to the end.
     pub fn order(order: usize) -> UniPc {
-        UniPc { policy: OrderPolicy::fixed(order), variant: BVariant::Bh2, form: Form::Data, corrector: Corrector::All }
+        UniPc {
+            policy: OrderPolicy::fixed(order),
+            variant: BVariant::Bh2,
+            form: Form::Data,
+            corrector: Corrector::All,
+            end: UniPcEnd::Clean,
+        }
+    }
+
+    /// ComfyUI's `uni_pc` (`variant: Bh1`) and `uni_pc_bh2` (`Bh2`): order 3 (ComfyUI uses
+    /// `min(3, steps - 1)`, which the warm-up and the lower order on the last two steps make the
+    /// same), data prediction, corrector after every step but the last, and the last step to
+    /// `sigma / alpha = 0.001` ([`UniPcEnd::StopAt`]). ComfyUI's KSampler also drops the
+    /// penultimate noise level of the schedule for these samplers (it computes `steps + 1` levels
+    /// and removes the second-to-last): that is part of the grid, not of the solver.
+    pub fn comfy(variant: BVariant) -> UniPc {
+        UniPc {
+            policy: OrderPolicy { order: 3, lower_order_final: crate::LowerOrderFinal::Always, euler_at_final: false },
+            variant,
+            end: UniPcEnd::StopAt(0.001),
+            ..UniPc::order(3)
+        }
     }
 
     /// diffusers' `UniPCMultistepScheduler` defaults: order 2, bh2, `predict_x0`, lower order on
@@ -155,6 +190,10 @@ impl UniPc {
             return Err(Error::Unsupported(
                 "a UniPC step of order > 1 into sigma = 0 is undefined: take a first-order step there".into(),
             ));
+        }
+        if h == 0.0 {
+            // a step of zero length (a repeated point): no difference term has weight
+            return lincomb(&terms);
         }
         let r: Vec<f64> = nodes.iter().map(|(p, _)| (p.lambda - from.lambda) / h).collect();
         let g = if fixed {
@@ -219,6 +258,11 @@ impl Solver for UniPc {
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
+        if let UniPcEnd::StopAt(s) = self.end {
+            if !(s > 0.0 && s.is_finite()) {
+                return crate::error::config_err(format!("UniPC's final noise level must be positive, got {s}"));
+            }
+        }
         let message = "UniPC with noise prediction cannot step from alpha = 0: use the data form (predict_x0)";
         validate_expint(&self.policy, "UniPC", self.form, steps, message)
     }
@@ -252,7 +296,18 @@ impl Solver for UniPc {
         let hist = &state.history;
         let (p0, m0) = hist.newest().ok_or_else(|| Error::InvalidConfig("UniPC state lost its history".into()))?;
         let nodes: Vec<(&Point, &Tensor)> = (1..order).filter_map(|i| hist.get(i)).collect();
-        let out = self.update(x, p0, &step.to, m0, &nodes, order == 2)?;
+        let stop = match self.end {
+            UniPcEnd::StopAt(s) if step.to.is_clean() => {
+                let alpha = 1.0 / s.hypot(1.0);
+                Some(Point::new(step.to.t, alpha, s * alpha))
+            }
+            _ => None,
+        };
+        let out = self.update(x, p0, stop.as_ref().unwrap_or(&step.to), m0, &nodes, order == 2)?;
+        let out = match stop {
+            Some(p) => lincomb(&[(1.0 / p.alpha, &out)])?,
+            None => out,
+        };
         state.pending = Some(Pending { x: x.clone(), order, index: step.index });
         Ok(out)
     }

@@ -190,3 +190,84 @@ pub fn fixture_prediction(case: &serde_json::Value) -> Prediction {
         other => panic!("unexpected prediction {other}"),
     }
 }
+
+/// Mean and variance per dimension of `n` samples against the mixture's, within `k` standard
+/// errors (from the samples' own fourth moment for the variance).
+pub fn assert_moments(name: &str, out: &Tensor, means: &[Vec<f64>], stds: &[f64], weights: &[f64], k: f64) {
+    let v = out.to_vec2::<f64>().unwrap();
+    let n = v.len() as f64;
+    let dim = means[0].len();
+    let wsum: f64 = weights.iter().sum();
+    for d in 0..dim {
+        let mu: f64 = means.iter().zip(weights).map(|(m, w)| w * m[d]).sum::<f64>() / wsum;
+        let second: f64 =
+            means.iter().zip(stds).zip(weights).map(|((m, s), w)| w * (s * s + m[d] * m[d])).sum::<f64>() / wsum;
+        let var = second - mu * mu;
+        let xs: Vec<f64> = v.iter().map(|r| r[d]).collect();
+        let m = xs.iter().sum::<f64>() / n;
+        let sv = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+        let m4 = xs.iter().map(|x| (x - m).powi(4)).sum::<f64>() / n;
+        let (se_m, se_v) = ((var / n).sqrt(), ((m4 - sv * sv) / n).sqrt());
+        println!(
+            "{name:<16} dim {d}: mean {m:+.4} (exact {mu:+.4}, {:.1} se)  var {sv:.4} (exact {var:.4}, {:.1} se)",
+            (m - mu) / se_m,
+            (sv - var) / se_v
+        );
+        assert!((m - mu).abs() < k * se_m, "{name} dim {d}: mean {m} vs {mu} (se {se_m})");
+        assert!((sv - var).abs() < k * se_v, "{name} dim {d}: variance {sv} vs {var} (se {se_v})");
+    }
+}
+
+/// Per-sample distances between an SDE sampler's results at 25/50, 50/100 and 100/200 steps
+/// (Karras grids on Stable Diffusion's table; 64 samples of a 6-dimensional mixture), all with
+/// noise from `source()` (a fresh source per run, as a user would): on one Brownian path they
+/// shrink as the grid is refined (strong convergence).
+pub fn refinement_distances<S: Solver>(
+    solver: &S,
+    source: impl Fn() -> Box<dyn diffusion_samplers::NoiseSource>,
+) -> Vec<Vec<f64>> {
+    let sd = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
+    let gm = GaussianMixture::example(6, 3, 4).unwrap();
+    let noise = Tensor::from_vec(SeededNoise::new(8).normal_vec(64 * 6), (64, 6), &Device::Cpu).unwrap();
+    let karras = Spacing::Sigmas(diffusion_samplers::sigmas::SigmaSchedule::Karras { rho: 7.0 });
+    let run = |steps: usize| {
+        let grid = Grid::new(&sd, &karras, steps, End::Clean).unwrap();
+        let mut model = Model::new(gm.denoiser(&sd, Prediction::Epsilon), &sd, Prediction::Epsilon);
+        let x = (&noise * grid.points()[0].sigma).unwrap(); // start at the first level's noise
+        let mut src = source();
+        let out = diffusion_samplers::sample_with(solver, &mut model, &grid, &x, src.as_mut(), |_| {}).unwrap();
+        out.to_vec2::<f64>().unwrap()
+    };
+    let xs: Vec<Vec<Vec<f64>>> = [25, 50, 100, 200].iter().map(|&n| run(n)).collect();
+    xs.windows(2)
+        .map(|w| {
+            w[0].iter()
+                .zip(&w[1])
+                .map(|(a, b)| a.iter().zip(b).map(|(u, v)| (u - v).powi(2)).sum::<f64>().sqrt())
+                .collect()
+        })
+        .collect()
+}
+
+/// RMS over all elements of [`refinement_distances`]' windows (25/50, 50/100, 100/200 steps).
+pub fn refinement_gaps<S: Solver>(
+    solver: &S,
+    source: impl Fn() -> Box<dyn diffusion_samplers::NoiseSource>,
+) -> Vec<f64> {
+    refinement_distances(solver, source)
+        .iter()
+        .map(|d| (d.iter().map(|v| v * v).sum::<f64>() / (6 * d.len()) as f64).sqrt())
+        .collect()
+}
+
+/// The median of `v`.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
