@@ -20,9 +20,9 @@ mod unet_common;
 use std::time::Instant;
 
 use clap::Parser;
-use diffusion_samplers::calibrate::{calibrate, Calibration, FinalStep, Teacher, SOLVER_PLANS};
-use diffusion_samplers::calibrate::search::{PlanSpace, SearchOptions};
 use diffusion_samplers::calibrate::nelder_mead::NelderMead;
+use diffusion_samplers::calibrate::search::{PlanSpace, SearchOptions};
+use diffusion_samplers::calibrate::{calibrate, Calibration, FinalStep, Teacher, SOLVER_PLANS};
 use diffusion_samplers::{DpmAdaptive, Model, PlanForm, Prediction, SecondOrder};
 use unet_common::calibrated::model_id;
 use unet_common::*;
@@ -82,10 +82,8 @@ fn main() -> AnyResult<()> {
         final_step: FinalStep::Denoise,
     };
     opts.student_batch = Some(cli.student_batch as usize);
-    opts.search = SearchOptions {
-        rounds: cli.rounds,
-        placement: NelderMead { max_evals: cli.max_evals, step: 0.3, ftol: 1e-6 },
-    };
+    opts.search =
+        SearchOptions { rounds: cli.rounds, placement: NelderMead { max_evals: cli.max_evals, step: 0.3, ftol: 1e-6 } };
     if cli.plan {
         // a small space: the network is the cost (forms and corrector per step; final-step order)
         opts.space = Some(PlanSpace {
@@ -127,7 +125,14 @@ fn main() -> AnyResult<()> {
             .plan
             .steps
             .iter()
-            .map(|s| format!("{}{}{}", s.order, if s.form == PlanForm::Data { "d" } else { "n" }, if s.corrector { "c" } else { "" }))
+            .map(|s| {
+                format!(
+                    "{}{}{}",
+                    s.order,
+                    if s.form == PlanForm::Data { "d" } else { "n" },
+                    if s.corrector { "c" } else { "" }
+                )
+            })
             .collect();
         println!("plan: {}", plan.join(" "));
     }

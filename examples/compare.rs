@@ -89,15 +89,24 @@ fn main() -> AnyResult<()> {
     // the reference
     let t0 = Instant::now();
     let key = Tensor::new(&[n as f64, seed as f64, ref_steps as f64], &candle_core::Device::Cpu)?;
-    let cached = cli.reference_cache.as_ref().and_then(|p| candle_core::safetensors::load(p, &candle_core::Device::Cpu).ok()).and_then(
-        |t| {
+    let cached = cli
+        .reference_cache
+        .as_ref()
+        .and_then(|p| candle_core::safetensors::load(p, &candle_core::Device::Cpu).ok())
+        .and_then(|t| {
             let same = t.get("key")?.to_vec1::<f64>().ok()? == key.to_vec1::<f64>().ok()?;
-            if same { t.get("reference").cloned() } else { None }
-        },
-    );
+            if same {
+                t.get("reference").cloned()
+            } else {
+                None
+            }
+        });
     let reference = match cached {
         Some(r) => {
-            println!("reference: {ref_steps}-step DPM-Solver++(3M) from {}", cli.reference_cache.as_deref().unwrap_or(""));
+            println!(
+                "reference: {ref_steps}-step DPM-Solver++(3M) from {}",
+                cli.reference_cache.as_deref().unwrap_or("")
+            );
             r
         }
         None => {

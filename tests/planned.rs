@@ -9,7 +9,7 @@ use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::{
     sample, Algorithm, BVariant, Corrector, DiscreteVp, DpmSolverMultistep, End, Error, Grid, LowerOrderFinal, Model,
     OrderPolicy, PlanForm, PlanStep, Planned, Prediction, Scheduler, SecondOrder, Solver, SolverPlan, SolverType,
-    Spacing, UniPc,
+    Spacing, UniPc, UniPcEnd,
 };
 
 fn run<S: Solver>(solver: &S, sched: &DiscreteVp, grid: &Grid, pred: Prediction) -> (candle_core::Tensor, usize) {
@@ -74,7 +74,8 @@ fn reproduces_unipc() {
                             PlanForm::Data => diffusion_samplers::math::expint::Form::Data,
                             PlanForm::Noise => diffusion_samplers::math::expint::Form::Noise,
                         };
-                        let solver = UniPc { policy, variant, form: f, corrector: Corrector::All };
+                        let solver =
+                            UniPc { policy, variant, form: f, corrector: Corrector::All, end: UniPcEnd::Clean };
                         let step = PlanStep { order, form, second, corrector: true };
                         let label = format!("UniPC-{order} {variant:?} {form:?} {lof:?} n={n} {end:?}");
                         same(&label, &solver, plan_like(&grid, policy, step), &sched, &grid, Prediction::VPrediction);

@@ -4,9 +4,9 @@
 //! ([`ksigma`]), its ancestral split ([`ancestral`]) and EDM's churn; Gauss-Legendre
 //! [`quadrature`].
 
-pub(crate) mod dpm_stages;
 pub mod ancestral;
 mod churn;
+pub(crate) mod dpm_stages;
 pub mod expint;
 mod history;
 pub mod ksigma;
@@ -16,9 +16,9 @@ pub mod multistep;
 pub(crate) mod numpy;
 mod order;
 pub mod phi;
-pub(crate) mod unified;
 pub mod quadrature;
 pub mod sde;
+pub(crate) mod unified;
 
 pub use churn::Churn;
 pub use history::History;
