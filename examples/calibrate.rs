@@ -24,7 +24,7 @@ use diffusion_samplers::calibrate::nelder_mead::NelderMead;
 use diffusion_samplers::calibrate::search::{PlanSpace, SearchOptions};
 use diffusion_samplers::calibrate::{calibrate, Calibration, FinalStep, Teacher, SOLVER_PLANS};
 use diffusion_samplers::{DpmAdaptive, Model, PlanForm, Prediction, SecondOrder};
-use unet_common::calibrated::model_id;
+use unet_common::calibrated::{cpu_seconds, model_id};
 use unet_common::*;
 
 /// Calibrate a schedule file for the bundled MNIST UNet.
@@ -95,10 +95,13 @@ fn main() -> AnyResult<()> {
         });
     }
     let load_secs = t0.elapsed().as_secs_f64();
+    let cpu0 = cpu_seconds();
     let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
     let bar = Bar::new(0, "calibrating");
     let cal = calibrate(&mut model, &x_t, &opts)?;
     bar.done();
+    let cpu =
+        cpu_seconds().zip(cpu0).map(|(b, a)| format!("{:.1} CPU s", b - a)).unwrap_or_else(|| "CPU time n/a".into());
     let out = cli.out.clone().unwrap_or_else(|| dir.join(format!("schedule-{nfe}.json")).display().to_string());
     let made_from = format!("{} ({})", spacing_name(&opts.start), cli.solver);
     cal.file(&id, &schedule, &made_from)?.save(&out)?;
@@ -109,7 +112,7 @@ fn main() -> AnyResult<()> {
     );
     println!(
         "cost: teacher {} NFE on {} noises, students {} NFE in {} solves on {} noises ({} network calls in all); \
-         {:.1} s calibrating + {load_secs:.1} s loading",
+         {:.1} s calibrating ({cpu}) + {load_secs:.1} s loading",
         c.teacher_nfe,
         c.noises,
         c.student_nfe,

@@ -1,4 +1,4 @@
-//! The calibration benchmark (BENCHMARKS.md, section 4): a Gaussian mixture with narrow
+//! The calibration benchmark (BENCHMARKS.md, section 5, "Calibrated schedules"): a Gaussian mixture with narrow
 //! components, where the exact ODE endpoint is known, on DDPM's linear and Stable Diffusion's
 //! scaled-linear betas. For each NFE budget it measures, on held-out noises:
 //!
@@ -6,8 +6,8 @@
 //!   noise-form UniPC variants, on every built-in spacing, ending at `sigma = 0`);
 //! - a calibrated DPM-Solver++(2M) schedule (GITS + Nelder-Mead over the log-SNR points);
 //! - a calibrated solver plan (coordinate search over each step's order, data/noise form,
-//!   second-order weight and UniC corrector, the final step's extrapolation order, with the
-//!   placement), started from UniPC-3 on its best fixed spacing;
+//!   second-order weight and UniC corrector, the final step's extrapolation order, alternating
+//!   with the placement), started from the calibrated DPM-Solver++(2M) schedule;
 //! - DualFast-style extrapolated noise predictions (`eps + c (eps - eps_first)`) on the best
 //!   DPM-Solver++(2M) grid, for a few `c`.
 //!
@@ -19,7 +19,7 @@
 //! and, when `bench_results/calibration_diffusers.csv` exists, the comparison with diffusers.
 //!
 //! ```text
-//! cargo run --release --example calibrate_mixture                        # NFE 5 and 10 (~1 h on 2 cores)
+//! cargo run --release --example calibrate_mixture -- --noises 2048 --rounds 2   # BENCHMARKS.md section 5
 //! cargo run --release --example calibrate_mixture -- --nfe 4,5,6,8,10,15 --noises 2048
 //! ```
 
@@ -254,21 +254,32 @@ fn main() -> AnyResult<()> {
                 final_step: FinalStep::Extrapolate { points: 3 },
             };
             let spacing_of = |name: &str| spacings().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s);
-            // 2. a calibrated DPM-Solver++(2M) schedule, 3. a calibrated plan
+            // 2. a calibrated DPM-Solver++(2M) schedule, 3. a calibrated plan, searched from the
+            // calibrated schedule (plan and placement together)
+            let mut calibrated_2m: Option<Grid> = None;
             for (label, solver, space) in
-                [("schedule", "dpmpp_2m", None), ("plan", "unipc_bh2_3", Some(PlanSpace::default()))]
+                [("schedule", "dpmpp_2m", None), ("plan", "dpmpp_2m", Some(PlanSpace::default()))]
             {
                 let Some(start_row) = best_of(solver) else { continue };
                 let mut opts = Calibration::schedule(solver, nfe);
                 opts.teacher = teacher;
                 opts.start = spacing_of(&start_row.2).unwrap_or(Spacing::TimeQuadratic);
+                if space.is_some() {
+                    opts.start_grid = calibrated_2m.clone();
+                    opts.gits = calibrated_2m.is_none();
+                }
                 opts.space = space;
+                let from =
+                    if opts.start_grid.is_some() { "the calibrated schedule".to_string() } else { start_row.2.clone() };
                 opts.search = SearchOptions {
                     rounds: cli.rounds,
                     placement: NelderMead { max_evals: 400, step: 0.3, ftol: 1e-8 },
                 };
                 let mut model = Model::new(gm.denoiser(s, Prediction::Epsilon), s, Prediction::Epsilon);
                 let c = calibrate(&mut model, &cal, &opts)?;
+                if label == "schedule" {
+                    calibrated_2m = Some(c.grid.clone());
+                }
                 let y = run(&Planned { plan: c.plan.clone() }, &gm, s, &c.grid, &held)?;
                 let e = rmse(&y, ex)?;
                 let plan: Vec<String> = c.plan.steps.iter().map(plan_code).collect();
@@ -277,7 +288,7 @@ fn main() -> AnyResult<()> {
                     "  calibrated {label} ({solver} from {}): held-out {e:.4e} = {:.2}x below the best fixed for {solver} \
                      ({:.4e}), {:.2}x below the best fixed overall; calibration RMSE vs teacher {:.3e} -> {:.3e}; \
                      teacher {} NFE, students {} NFE ({} solves), {:.0} s\n    plan {}\n    lambda {}",
-                    start_row.2,
+                    from,
                     start_row.0 / e,
                     start_row.0,
                     best.0 / e,
@@ -295,7 +306,7 @@ fn main() -> AnyResult<()> {
                     nfe,
                     kind: if label == "plan" { "calibrated_plan" } else { "calibrated_schedule" },
                     solver: c.solver.clone(),
-                    spacing: format!("from {}", start_row.2),
+                    spacing: format!("from {from}"),
                     rmse: e,
                     extra: format!(
                         "teacher_nfe={};student_nfe={};solves={};seconds={:.1};noises={};plan={};lambda={}",

@@ -113,6 +113,12 @@ fn bad_calibration_inputs_are_typed_errors() {
     assert_eq!(m.nfe(), 0, "refused before any evaluation");
     let err = calibrate(&mut model(&gm, &s), &noise(4, 6, 0), &Calibration::schedule("dpmpp_2m", 0)).unwrap_err();
     assert!(matches!(cal_error(err), CalibrationError::Budget { nfe: 0, .. }));
+    let mut opts = Calibration::schedule("dpmpp_2m", 5);
+    opts.start_grid = Some(Grid::new(&s, &Spacing::UniformLambda, 4, End::Clean).unwrap());
+    let mut m = model(&gm, &s);
+    let err = calibrate(&mut m, &noise(4, 6, 0), &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)) && err.to_string().contains("nfe = 5"), "{err}");
+    assert_eq!(m.nfe(), 0, "refused before any evaluation");
     let err = calibrate(&mut model(&gm, &s), &noise(4, 6, 0), &Calibration::schedule("euler_a", 5)).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)) && err.to_string().contains("dpmpp_2m"), "{err}");
 }

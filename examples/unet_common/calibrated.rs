@@ -43,3 +43,15 @@ pub fn load_schedule(
     };
     Ok((solver, grid, file))
 }
+
+/// CPU seconds (user + system, all threads) this process has used so far, from `/proc/self/stat`
+/// (Linux; `None` elsewhere). On a shared machine this, not the wall clock, is the cost.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name (which is in parentheses and may hold spaces)
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ, 100 on Linux
+}

@@ -77,6 +77,9 @@ pub struct Calibration {
     /// Jacobian taken as a multiple of the identity this is the hinge here. 0 (default): plain
     /// mean squared error.
     pub soft_radius: f64,
+    /// Start from this grid (e.g. an earlier calibration's, to search a plan on a calibrated
+    /// placement) instead of `start`; it must have `nfe` steps and end at `sigma = 0`.
+    pub start_grid: Option<Grid>,
 }
 
 impl Calibration {
@@ -93,6 +96,7 @@ impl Calibration {
             search: SearchOptions::default(),
             student_batch: None,
             soft_radius: 0.0,
+            start_grid: None,
         }
     }
 }
@@ -190,16 +194,27 @@ pub fn calibrate(model: &mut Model, noise: &Tensor, opts: &Calibration) -> Resul
         }
     }
     let place = Placement::new(schedule, n)?;
+    let radius = opts.soft_radius;
+    if !(radius >= 0.0 && radius.is_finite()) {
+        return Err(Error::InvalidConfig(format!("soft_radius must be finite and non-negative, got {radius}")));
+    }
+    let start_grid = match &opts.start_grid {
+        Some(g) if g.len() == n && g.points().last().is_some_and(|p| p.is_clean()) => g.clone(),
+        Some(g) => {
+            return Err(Error::InvalidConfig(format!(
+                "start_grid has {} steps ending at sigma = {}: give one of nfe = {n} steps ending at sigma = 0",
+                g.len(),
+                g.points().last().map_or(f64::NAN, |p| p.sigma)
+            )))
+        }
+        None => Grid::new(schedule, &opts.start, n, End::Clean)?,
+    };
     let nfe0 = model.nfe();
     let reference = Reference::new(model, noise, &opts.teacher)?;
     let teacher_nfe = model.nfe() - nfe0;
     let rows = opts.student_batch.unwrap_or(noises).clamp(1, noises);
     let x_t = noise.narrow(0, 0, rows)?;
     let target = reference.end.narrow(0, 0, rows)?;
-    let radius = opts.soft_radius;
-    if !(radius >= 0.0 && radius.is_finite()) {
-        return Err(Error::InvalidConfig(format!("soft_radius must be finite and non-negative, got {radius}")));
-    }
     let nfe_students = model.nfe();
     let mut solves = 0usize;
     let mut objective = |plan: &SolverPlan, theta: &[f64]| -> Result<f64> {
@@ -208,7 +223,6 @@ pub fn calibrate(model: &mut Model, noise: &Tensor, opts: &Calibration) -> Resul
         let y = sample(&Planned { plan: plan.clone() }, model, &grid, &x_t)?;
         loss(&y, &target, radius)
     };
-    let start_grid = Grid::new(schedule, &opts.start, n, End::Clean)?;
     let mut theta = place.theta_of(&start_grid)?;
     let mut value = objective(&plan0, &theta)?;
     let rmse_start = value.sqrt();
@@ -232,10 +246,9 @@ pub fn calibrate(model: &mut Model, noise: &Tensor, opts: &Calibration) -> Resul
     }
     let empty = PlanSpace { orders: vec![], forms: vec![], seconds: vec![], correctors: vec![], final_orders: vec![] };
     let space = opts.space.as_ref().unwrap_or(&empty);
-    let found = search(&mut objective, plan0.clone(), theta, space, opts.search)?;
+    let found = search(&mut objective, plan0.clone(), theta.clone(), space, opts.search)?;
     method.push(if opts.space.is_some() { "plan+placement search" } else { "placement search" });
-    let (plan, theta) =
-        if found.value <= value { (found.plan, found.theta) } else { (plan0.clone(), place.theta_of(&start_grid)?) };
+    let (plan, theta) = if found.value <= value { (found.plan, found.theta) } else { (plan0.clone(), theta) };
     let value = found.value.min(value);
     let grid = place.grid(&theta)?;
     let solver = if opts.space.is_some() { "planned".to_string() } else { opts.solver.clone() };
