@@ -6,11 +6,13 @@
 //! cargo run --release --features unet --example mnist -- --solver dpmpp_3m_lof --steps 20 --seed 7 --n 100 --out digits.png
 //! ```
 //!
-//! Default: 64 digits with DPM-Solver++(2M) in 10 steps (10 network evaluations) on a
-//! time-quadratic grid (uniform in sqrt(t), DPM-Solver's choice for pixel-space models), the
-//! setting measured closest to the exact ODE solution at 5 and 10 NFE for this model, ahead of
-//! uniform-logSNR and Karras grids and of DPM-Solver++(3M) (see models/mnist-unet/README.md).
-//! `--help` lists the flags.
+//! Default: 64 digits in 10 network evaluations with the calibrated schedule shipped beside the
+//! model (`models/mnist-unet/schedule-10.json`, made by the `calibrate` example: a per-step
+//! solver plan on calibrated time points), measured closer to a 500-step reference than the best
+//! fixed setting, DPM-Solver++(2M) on a time-quadratic grid (RMSE 0.087 vs 0.119; BENCHMARKS.md
+//! section 5). `--solver`, `--steps` or `--spacing` choose a fixed grid instead (then
+//! DPM-Solver++(2M), 10 steps, time-quadratic unless given); a model folder without a
+//! `schedule-10.json` gets that fixed default too. `--help` lists the flags.
 
 mod unet_common;
 
@@ -32,12 +34,12 @@ struct Cli {
     /// --steps and --spacing (and --solver, which must then be the file's)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["steps", "spacing"])]
     schedule: Option<String>,
-    /// Solver steps (NFE = steps, Heun 2 * steps - 1)
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    steps: u32,
-    /// Grid: quadratic, lambda, karras, uniform, trailing or leading
-    #[arg(long, default_value = "quadratic", value_parser = parse_spacing)]
-    spacing: Spacing,
+    /// Solver steps (NFE = steps, Heun 2 * steps - 1) [default: 10]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Option<u32>,
+    /// Grid: quadratic, lambda, karras, uniform, trailing or leading [default: quadratic]
+    #[arg(long, value_parser = parse_spacing)]
+    spacing: Option<Spacing>,
     /// Noise seed
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -64,14 +66,23 @@ fn main() -> AnyResult<()> {
 
     let t0 = Instant::now();
     let (unet, schedule) = load(&cli.model.dir())?;
-    let (solver, grid, grid_name) = match &cli.schedule {
+    // the shipped calibrated schedule unless a fixed grid is asked for
+    let shipped = cli.model.dir().join("schedule-10.json");
+    let fixed_asked = cli.solver.is_some() || cli.steps.is_some() || cli.spacing.is_some();
+    let schedule_file = match &cli.schedule {
+        Some(path) => Some(path.clone()),
+        None if !fixed_asked && shipped.exists() => Some(shipped.display().to_string()),
+        None => None,
+    };
+    let (solver, grid, grid_name) = match &schedule_file {
         Some(path) => {
             let (s, g, _) = calibrated::load_schedule(path, &cli.model.dir(), &schedule, cli.solver.as_ref())?;
             (s, g, format!("calibrated ({path})"))
         }
         None => {
             let s = cli.solver.clone().unwrap_or(solver("dpmpp_2m_lof")?);
-            (s, grid(&schedule, &cli.spacing, cli.steps as usize)?, spacing_name(&cli.spacing).to_string())
+            let spacing = cli.spacing.clone().unwrap_or(Spacing::TimeQuadratic);
+            (s, grid(&schedule, &spacing, cli.steps.unwrap_or(10) as usize)?, spacing_name(&spacing).to_string())
         }
     };
     let (solver, steps) = (&solver, grid.len());
