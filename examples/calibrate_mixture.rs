@@ -1,4 +1,4 @@
-//! The calibration benchmark (BENCHMARKS.md, section 5, "Calibrated schedules"): a Gaussian mixture with narrow
+//! The calibration benchmark (BENCHMARKS.md, section 6, "Calibrated schedules"): a Gaussian mixture with narrow
 //! components, where the exact ODE endpoint is known, on DDPM's linear and Stable Diffusion's
 //! scaled-linear betas. For each NFE budget it measures, on held-out noises:
 //!
@@ -19,7 +19,7 @@
 //! and, when `bench_results/calibration_diffusers.csv` exists, the comparison with diffusers.
 //!
 //! ```text
-//! cargo run --release --example calibrate_mixture -- --noises 2048 --rounds 2   # BENCHMARKS.md section 5
+//! cargo run --release --example calibrate_mixture -- --noises 2048 --rounds 2   # BENCHMARKS.md section 6
 //! cargo run --release --example calibrate_mixture -- --nfe 4,5,6,8,10,15 --noises 2048
 //! ```
 

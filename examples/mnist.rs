@@ -10,7 +10,7 @@
 //! model (`models/mnist-unet/schedule-10.json`, made by the `calibrate` example: a per-step
 //! solver plan on calibrated time points), measured closer to a 500-step reference than the best
 //! fixed setting, DPM-Solver++(2M) on a time-quadratic grid (RMSE 0.087 vs 0.119; BENCHMARKS.md
-//! section 5). `--solver`, `--steps` or `--spacing` choose a fixed grid instead (then
+//! section 6). `--solver`, `--steps` or `--spacing` choose a fixed grid instead (then
 //! DPM-Solver++(2M), 10 steps, time-quadratic unless given); a model folder without a
 //! `schedule-10.json` gets that fixed default too. `--help` lists the flags.
 

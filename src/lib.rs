@@ -102,6 +102,7 @@ pub use solvers::{
 };
 // the k-diffusion / ComfyUI samplers (group KD)
 pub use solvers::{CleanStepDraw, Dpm2, Dpm2Ancestral, DpmPp2sAncestral, DpmPpSde, HeunPp2, LmsFinal};
+pub use solvers::{ConsistencyBoundary, FlowHeun, SaFlavor, Tcd, TcdTime};
 // ComfyUI-only samplers (group CX)
 pub use solvers::{
     CleanStep, DeisQuadrature, DeisTab, DpmPP2mCfgPp, ErSde, GradientEstimation, Lcm, NoiseScaler, ResMultistep,

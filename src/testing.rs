@@ -60,6 +60,25 @@ impl GaussianMixture {
         Ok(GaussianMixture { means, stds, log_weights, dim })
     }
 
+    /// The mixture of `c x0` for `x0` from this one (means and standard deviations times `c > 0`).
+    ///
+    /// ```
+    /// use diffusion_samplers::testing::GaussianMixture;
+    /// let gm = GaussianMixture::new(vec![vec![1.0, -2.0]], vec![0.5], vec![1.0])?;
+    /// let (x0, _) = gm.scaled(2.0)?.posterior(&[2.0, -4.0], 1.0, 0.0);
+    /// assert_eq!(x0, vec![2.0, -4.0]);
+    /// # Ok::<(), diffusion_samplers::Error>(())
+    /// ```
+    pub fn scaled(&self, c: f64) -> Result<GaussianMixture> {
+        if !(c > 0.0 && c.is_finite()) {
+            return config_err(format!("a mixture scales by a finite positive factor, got {c}"));
+        }
+        let means = self.means.iter().map(|m| m.iter().map(|v| v * c).collect()).collect();
+        let stds = self.stds.iter().map(|s| s * c).collect();
+        let weights = self.log_weights.iter().map(|w| w.exp()).collect();
+        GaussianMixture::new(means, stds, weights)
+    }
+
     /// A reproducible mixture: `k` components in `dim` dimensions, means uniform in
     /// `[-0.7, 0.7]`, stds in `[0.1, 0.3]`, weights in `[0.5, 1.5]` (normalised). At most
     /// [`crate::limits::MAX_MIXTURE_VALUES`] means (`dim * k`).

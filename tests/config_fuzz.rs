@@ -298,7 +298,7 @@ fn malformed_inputs_name_the_key() {
         ("{\"_class_name\": \"DDIMScheduler\",", "<json>"),
         ("{}", "_class_name"),
         ("{\"_class_name\": 7}", "_class_name"),
-        ("{\"_class_name\": \"KDPM2DiscreteScheduler\"}", "_class_name"),
+        ("{\"_class_name\": \"CMStochasticIterativeScheduler\"}", "_class_name"),
         ("{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1e12}", "num_train_timesteps"),
         ("{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": -5}", "num_train_timesteps"),
         ("{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1000.5}", "num_train_timesteps"),

@@ -4,13 +4,15 @@
 //! (plus the case's beta_schedule and prediction_type) through the public config parser, runs
 //! `diffusers::solve_problem` (the `solve` example's code path) and compares the final sample with
 //! diffusers' elementwise (max-abs <= 1e-4) and the model times called with diffusers' calls.
-//! Fixtures: `tools/fixtures_diffusers_classes.py`.
+//! Fixtures: `tools/fixtures_diffusers_classes.py`; the classes added later and the custom
+//! `timesteps` / `sigmas` lists of `set_timesteps`: `tools/fixtures_diffusers_classes2.py`.
 
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 use diffusion_samplers::diffusers::{
-    solve_problem, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SolveOptions,
+    solve_problem, solve_problem_with, DiffusersSampler, Problem, SchedulerClass, SchedulerConfig, SetTimesteps,
+    SolveOptions,
 };
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::Error;
@@ -28,10 +30,13 @@ struct Fixture {
 }
 
 fn load() -> Fixture {
-    let text = std::fs::read_to_string(format!("{}/diffusers_classes.json", fixtures())).unwrap();
+    load_named("diffusers_classes")
+}
+
+fn load_named(name: &str) -> Fixture {
+    let text = std::fs::read_to_string(format!("{}/{name}.json", fixtures())).unwrap();
     let manifest: Value = serde_json::from_str(&text).unwrap();
-    let tensors =
-        candle_core::safetensors::load(format!("{}/diffusers_classes.safetensors", fixtures()), &Device::Cpu).unwrap();
+    let tensors = candle_core::safetensors::load(format!("{}/{name}.safetensors", fixtures()), &Device::Cpu).unwrap();
     Fixture { manifest, tensors }
 }
 
@@ -62,7 +67,21 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn every_class_matches_diffusers() {
-    let fx = load();
+    check_parity("diffusers_classes", 880);
+}
+
+/// The classes added later (KDPM2, KDPM2-ancestral, DPMSolverSDE, EDMEuler, EDMDPMSolverMultistep,
+/// LCM, TCD, SASolver, IPNDM, FlowMatchHeun, CosineDPMSolverMultistep) and `set_timesteps` with
+/// custom `timesteps` / `sigmas`.
+#[test]
+fn added_classes_and_custom_lists_match_diffusers() {
+    check_parity("diffusers_classes2", 500);
+}
+
+/// Every case of fixture `file`: the crate's final sample within [`TOL`] of diffusers' and the
+/// model times called equal.
+fn check_parity(file: &str, min_cases: usize) {
+    let fx = load_named(file);
     let t = &fx.tensors;
     let vec2 = |name: &str| t[name].to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
     let gm = GaussianMixture::new(
@@ -72,7 +91,7 @@ fn every_class_matches_diffusers() {
     )
     .unwrap();
     let cases = fx.manifest["cases"].as_array().unwrap();
-    assert!(cases.len() >= 880, "{} cases", cases.len());
+    assert!(cases.len() >= min_cases, "{} cases", cases.len());
     let mut worst: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in cases {
@@ -85,8 +104,15 @@ fn every_class_matches_diffusers() {
             // diffusers' `Target.from_config(pipe.scheduler.config)`, in one line
             cfg = cfg.with_class(SchedulerClass::from_name(target).unwrap());
         }
-        let mut sampler = DiffusersSampler::from_config(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
-        if let Some(eta) = case["eta"].as_f64().filter(|&e| e > 0.0) {
+        let mut sampler = match DiffusersSampler::from_config(&cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        // the pipeline's eta: DDIM's (0 is its default) and TCD's gamma (any value, 0.3 by default)
+        if let Some(eta) = case["eta"].as_f64().filter(|&e| e > 0.0 || cfg.class == SchedulerClass::Tcd) {
             sampler = sampler.eta(eta).unwrap();
         }
         if let Some(mu) = case["mu"].as_f64() {
@@ -95,10 +121,26 @@ fn every_class_matches_diffusers() {
             }
             sampler = sampler.mu(mu).unwrap();
         }
+        let list = |key: &str| -> Option<Vec<f64>> {
+            case["custom"][key].as_array().map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect())
+        };
+        let request = match (list("timesteps"), list("sigmas")) {
+            (Some(timesteps), Some(sigmas)) => SetTimesteps::Both { timesteps, sigmas },
+            (Some(ts), None) => SetTimesteps::Timesteps(ts),
+            (None, Some(sigmas)) => SetTimesteps::Sigmas(sigmas),
+            (None, None) => SetTimesteps::Steps(steps),
+        };
         let noise = t["noise"].reshape(shape.as_slice()).unwrap();
-        let step_noise = t.get(&format!("{name}.step_noise")).map(|z| z.to_dtype(DType::F64).unwrap());
+        // per case, or (diffusers_classes2) the first `draws` of the one shared stream
+        let step_noise = match (t.get(&format!("{name}.step_noise")), case["draws"].as_u64()) {
+            (Some(z), _) => Some(z.to_dtype(DType::F64).unwrap()),
+            (None, Some(k)) if k > 0 => {
+                Some(t["step_noise"].narrow(0, 0, k as usize).unwrap().to_dtype(DType::F64).unwrap())
+            }
+            _ => None,
+        };
         let problem = Problem::GaussianMixture { gm: gm.clone(), noise, step_noise };
-        let out = match solve_problem(&sampler, &problem, SolveOptions { steps, dtype: DType::F64 }) {
+        let out = match solve_problem_with(&sampler, &problem, request, DType::F64) {
             Ok(o) => o,
             Err(e) => {
                 failures.push(format!("{name}: error {e}"));
@@ -118,9 +160,15 @@ fn every_class_matches_diffusers() {
         if !(err <= TOL) {
             failures.push(format!("{name}: max-abs error {err:.3e}"));
         }
-        // numpy's float32 log (sigma-derived timesteps) is not correctly rounded: its last bit is not reproduced
+        // KDPM2-ancestral's second stage sits at the geometric mean of sigma and sigma_down, which
+        // diffusers computes in float32 as sqrt(sigma_next^2 - sigma_up^2): on the last two-stage
+        // step that cancels to a few digits and moves the stage's time by up to ~1e-4 near t = 0
+        // (the crate's split is exact); those calls get an absolute 1e-3
+        let ancestral_stage = |i: usize| cfg.class == SchedulerClass::KDpm2AncestralDiscrete && i % 2 == 1;
         let times_ok = calls.len() == out.timesteps.len()
-            && calls.iter().zip(&out.timesteps).all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0));
+            && calls.iter().zip(&out.timesteps).enumerate().all(|(i, (a, b))| {
+                (a - b).abs() <= 1e-6 * a.abs().max(1.0) || (ancestral_stage(i) && (a - b).abs() <= 1e-3)
+            });
         if !times_ok {
             failures.push(format!("{name}: model times {:?} vs diffusers {:?}", out.timesteps, calls));
         }
@@ -381,4 +429,46 @@ fn solve_output_and_problem_files() {
     assert!(Problem::from_file(&missing).unwrap_err().to_string().contains("`stds`"));
     assert!(Problem::parse("/nonexistent/problem.safetensors").is_err());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Timesteps placed by diffusers' float32 arithmetic (numpy's float32 `log` of the float32 sigma
+/// table, float32 neighbour differences in `_sigma_to_t`, KDPM2-ancestral's float32
+/// `sigma_up` / `sigma_down`), pinned from diffusers 0.42.1 by `tools/sweep_diffusers_timesteps.py
+/// --pin` (`tests/fixtures/diffusers_f32_timesteps.json`): 58 cases the sweep harness reported
+/// (times off by more than 1e-6 relative, 25 of them moved by whole steps) before that arithmetic
+/// was reproduced, and, as guards, DPMSolverMultistep's exponential sigmas on scaled-linear betas,
+/// whose first model call is at 998 (the float64 log of sigma_max lies just below the float32
+/// table's last entry, so the interpolated time is 998.99999 and the int64 cast truncates it).
+#[test]
+fn float32_timesteps_match_diffusers() {
+    let text = std::fs::read_to_string(format!("{}/diffusers_f32_timesteps.json", fixtures())).unwrap();
+    let fx: Value = serde_json::from_str(&text).unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 64, "{} cases", cases.len());
+    let list = |v: &Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0))
+    };
+    let mut failures = Vec::new();
+    for case in cases {
+        let steps = case["steps"].as_u64().unwrap() as usize;
+        let name = format!("{} x {steps}", case["config"]);
+        let plan = DiffusersSampler::from_json(&case["config"].to_string()).unwrap().plan(steps).unwrap();
+        let want = list(&case["timesteps"]);
+        if !close(&plan.timesteps, &want) {
+            failures.push(format!("{name}: timesteps {:?} vs diffusers {want:?}", plan.timesteps));
+        }
+        // the two-stage classes' interleaved sigmas have their own layout (their timesteps are compared)
+        let sigmas = if case["sigmas"].is_null() { Vec::new() } else { list(&case["sigmas"]) };
+        if sigmas.len() == plan.sigmas.len() && !close(&plan.sigmas, &sigmas) {
+            failures.push(format!("{name}: sigmas {:?}", plan.sigmas));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let dpm = DiffusersSampler::from_json(
+        r#"{"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+            "beta_end": 0.012, "use_exponential_sigmas": true}"#,
+    )
+    .unwrap();
+    assert_eq!(dpm.timesteps(5).unwrap(), [998.0, 680.0, 233.0, 20.0, 0.0]); // diffusers 0.42.1
 }

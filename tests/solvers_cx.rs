@@ -733,7 +733,7 @@ fn lcm_second_formulation() {
     };
     check(
         "lcm s_noise 1 -> 0.5",
-        &Lcm { s_noise: 1.0, s_noise_end: Some(0.5) },
+        &Lcm { s_noise: 1.0, s_noise_end: Some(0.5), ..Lcm::default() },
         karras(6).as_ref(),
         false,
         &reference,
@@ -1091,7 +1091,7 @@ fn invalid_configurations_are_typed_errors() {
         AnySolver::new(Seeds { stages: SeedsStages::Two { r: 0.0, update: SeedsUpdate::Phi1 }, ..Seeds::two() }),
         AnySolver::new(SaSolver { predictor_order: 0, ..SaSolver::default() }),
         AnySolver::new(SaSolver { noise: SaNoise::Percent { eta: 1.0, start: 0.8, end: 0.2 }, ..SaSolver::default() }),
-        AnySolver::new(Lcm { s_noise: -0.5, s_noise_end: None }),
+        AnySolver::new(Lcm { s_noise: -0.5, ..Lcm::default() }),
         AnySolver::new(DeisTab { max_order: 5, ..DeisTab::default() }),
         AnySolver::new(UniPc { end: UniPcEnd::StopAt(0.0), ..UniPc::comfy(BVariant::Bh1) }),
     ];

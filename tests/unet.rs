@@ -356,3 +356,200 @@ fn bad_inputs_are_errors_not_panics() {
     let x = Tensor::zeros((1, 3, 16, 16), DType::F32, &dev).unwrap();
     assert!(matches!(unet.forward(&x, f64::NAN), Err(Error::Unsupported(_))));
 }
+
+/// The error of `from_json` on config A with `from` replaced by `to`, which must be a
+/// `ModelConfig` naming `field`; returns its reason.
+fn config_error(from: &str, to: &str, field: &str) -> String {
+    let json = config_a();
+    assert!(json.contains(from), "{from}");
+    match UNet2DConfig::from_json(&json.replace(from, to)) {
+        Err(Error::ModelConfig { field: f, reason }) if f == field => reason,
+        other => panic!("{to}: expected a ModelConfig error naming {field}, got {other:?}"),
+    }
+}
+
+/// Issue 9, defect 3: sizes over the documented limits are typed errors naming the field and
+/// the limit, before anything is allocated. Before the limits, `layers_per_block: 1e12` aborted
+/// the loader (an 8 TB allocation), `2^62` panicked (capacity overflow), and
+/// `downsample_padding: 100000` loaded and aborted on the first forward (1.3 TB).
+#[test]
+fn config_sizes_over_the_limits_are_typed_errors_before_allocating() {
+    let lpb = "\"layers_per_block\": 2";
+    for (to, field, limit) in [
+        ("\"layers_per_block\": 1000000000000", "layers_per_block", UNet2DConfig::MAX_LAYERS_PER_BLOCK),
+        ("\"layers_per_block\": 4611686018427387904", "layers_per_block", UNet2DConfig::MAX_LAYERS_PER_BLOCK),
+        ("\"layers_per_block\": 65", "layers_per_block", UNet2DConfig::MAX_LAYERS_PER_BLOCK),
+    ] {
+        let reason = config_error(lpb, to, field);
+        assert!(reason.contains(&limit.to_string()) && reason.contains("MAX_LAYERS_PER_BLOCK"), "{reason}");
+    }
+    let reason = config_error("\"downsample_padding\": 1", "\"downsample_padding\": 100000", "downsample_padding");
+    assert!(reason.contains("100000") && reason.contains("use 0") && reason.contains("or 1"), "{reason}");
+    config_error("\"downsample_padding\": 1", "\"downsample_padding\": 2", "downsample_padding");
+    for (from, to, field) in [
+        ("\"in_channels\": 3", "\"in_channels\": 1099511627776", "in_channels"),
+        ("\"out_channels\": 3", "\"out_channels\": 65537", "out_channels"),
+        ("\"attention_head_dim\": 4", "\"attention_head_dim\": 70000", "attention_head_dim"),
+        ("\"time_embedding_dim\": null", "\"time_embedding_dim\": 1000000", "time_embedding_dim"),
+    ] {
+        let reason = config_error(from, to, field);
+        assert!(reason.contains("65536") && reason.contains("MAX_CHANNELS"), "{reason}");
+    }
+    // 2^40 channels is a multiple of the 4 groups, so only the limit refuses it
+    let json = config_a().replace("    8,\n    16,\n    16\n", "    1099511627776,\n    16,\n    16\n");
+    assert!(json.contains("1099511627776"));
+    let err = UNet2DConfig::from_json(&json).unwrap_err();
+    assert!(
+        matches!(&err, Error::ModelConfig { field, reason } if field == "block_out_channels" && reason.contains("65536")),
+        "{err:?}"
+    );
+    // 17 blocks
+    let mut c = UNet2DConfig::from_json(&config_a()).unwrap();
+    c.block_out_channels = vec![8; 17];
+    c.down_block_types = vec![DownBlockType::DownBlock2D; 17];
+    assert!(
+        matches!(c.validate(), Err(Error::ModelConfig { field, reason }) if field == "block_out_channels" && reason.contains("16"))
+    );
+
+    // the same through the constructors with a struct literal (public fields) and through load()
+    let config = UNet2DConfig::from_json(&config_a()).unwrap();
+    for layers in [1usize << 62, 1_000_000_000_000] {
+        let huge = UNet2DConfig { layers_per_block: layers, ..config.clone() };
+        let err = UNet2DModel::from_tensors(huge, weights_a(), DType::F32, &Device::Cpu).unwrap_err();
+        assert!(matches!(&err, Error::ModelConfig { field, .. } if field == "layers_per_block"), "{err:?}");
+    }
+    let padded = UNet2DConfig { downsample_padding: 100_000, ..config.clone() };
+    let err = UNet2DModel::from_tensors(padded, weights_a(), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(&err, Error::ModelConfig { field, .. } if field == "downsample_padding"), "{err:?}");
+    let dir = scratch("limits");
+    std::fs::write(
+        dir.join("config.json"),
+        config_a().replace("\"downsample_padding\": 1", "\"downsample_padding\": 100000"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("unet_tiny_a/diffusion_pytorch_model.safetensors"),
+        dir.join("diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    let err = UNet2DModel::load(&dir, DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(&err, Error::ModelConfig { field, .. } if field == "downsample_padding"), "{err:?}");
+}
+
+/// Public scalar fields set to non-finite values (or to the one that divides the sinusoid's
+/// frequencies by zero) are refused where a config enters, instead of NaN outputs.
+#[test]
+fn non_finite_config_scalars_are_refused() {
+    let config = UNet2DConfig::from_json(&config_a()).unwrap();
+    for (c, field) in [
+        (UNet2DConfig { norm_eps: f64::INFINITY, ..config.clone() }, "norm_eps"),
+        (UNet2DConfig { norm_eps: f64::NAN, ..config.clone() }, "norm_eps"),
+        (UNet2DConfig { mid_block_scale_factor: f64::NAN, ..config.clone() }, "mid_block_scale_factor"),
+        (UNet2DConfig { mid_block_scale_factor: f64::INFINITY, ..config.clone() }, "mid_block_scale_factor"),
+        (UNet2DConfig { freq_shift: f64::NAN, ..config.clone() }, "freq_shift"),
+        // block_out_channels[0] = 8: 4 frequencies, divided by (4 - freq_shift)
+        (UNet2DConfig { freq_shift: 4.0, ..config.clone() }, "freq_shift"),
+    ] {
+        let err = UNet2DModel::from_tensors(c, weights_a(), DType::F32, &Device::Cpu).unwrap_err();
+        assert!(matches!(&err, Error::ModelConfig { field: f, .. } if f == field), "{field}: {err:?}");
+    }
+}
+
+/// Issue 9, defect 11: BF16 weights on the CPU loaded and every forward then failed (candle's
+/// CPU matmul has no BF16 kernel). Refused up front with a typed error saying what to use.
+#[test]
+fn bf16_on_the_cpu_is_refused_up_front() {
+    let err = UNet2DModel::load(root().join("models/mnist-unet"), DType::BF16, &Device::Cpu).unwrap_err();
+    println!("{err}");
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("BF16") && m.contains("F32")), "{err:?}");
+    let config = UNet2DConfig::from_json(&config_a()).unwrap();
+    let err = UNet2DModel::from_tensors(config, weights_a(), DType::BF16, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    // F16 on the CPU still loads and runs (candle's composed path)
+    let unet = UNet2DModel::load(root().join("models/mnist-unet"), DType::F16, &Device::Cpu).unwrap();
+    let io = io();
+    let got = unet.forward(&io["mnist.x"], 500.5).unwrap();
+    let want = &io["mnist.out1"];
+    assert!(max_abs(&got, want) < 0.05 * max_of(want), "F16: {}", max_abs(&got, want));
+}
+
+/// Issue 13, point 5: `UNet2DConfig` is serde (derived for the raw form, then one validation
+/// pass): every config in the repository reads the same through `from_json` and
+/// `serde_json::from_str`, writes back in diffusers' form and reads back equal.
+#[test]
+fn config_serde_round_trips_every_bundled_config() {
+    for path in [
+        fixture("unet_tiny_a/config.json"),
+        fixture("unet_tiny_b/config.json"),
+        fixture("unet_tiny_c/config.json"),
+        fixture("unet_ddpm_cifar10/config.json"),
+        root().join("models/mnist-unet/config.json"),
+    ] {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = UNet2DConfig::from_json(&text).unwrap();
+        let via_serde: UNet2DConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(c, via_serde, "{}", path.display());
+        let written = serde_json::to_string_pretty(&c).unwrap();
+        assert_eq!(UNet2DConfig::from_json(&written).unwrap(), c, "{written}");
+        let v: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(v["_class_name"], "UNet2DModel");
+    }
+    // defaults for absent keys are diffusers' UNet2DModel() defaults
+    let c = UNet2DConfig::from_json("{}").unwrap();
+    assert_eq!(c, UNet2DConfig::default());
+    // null: no middle block, one head over all channels
+    let c = UNet2DConfig::from_json(&config_a().replace("\"attention_head_dim\": 4", "\"attention_head_dim\": null"))
+        .unwrap();
+    assert_eq!(c.attention_head_dim, None);
+    let c = UNet2DConfig::from_json(&config_a().replace("\"UNetMidBlock2D\"", "null")).unwrap();
+    assert_eq!(c.mid_block_type, None);
+    // serde's own error carries the same message
+    let err = serde_json::from_str::<UNet2DConfig>(&config_a().replace("\"in_channels\": 3", "\"in_channels\": \"3\""))
+        .unwrap_err();
+    assert!(err.to_string().contains("in_channels"), "{err}");
+}
+
+/// Wrong types and unsupported values keep their typed errors naming the key.
+#[test]
+fn wrong_types_name_the_field() {
+    for (from, to, field, says) in [
+        ("\"in_channels\": 3", "\"in_channels\": \"3\"", "in_channels", "non-negative integer"),
+        ("\"in_channels\": 3", "\"in_channels\": 3.5", "in_channels", "non-negative integer"),
+        ("\"in_channels\": 3", "\"in_channels\": null", "in_channels", "null"),
+        ("\"norm_eps\": 1e-05", "\"norm_eps\": \"small\"", "norm_eps", "number"),
+        ("\"flip_sin_to_cos\": true", "\"flip_sin_to_cos\": 1", "flip_sin_to_cos", "true or false"),
+        ("\"sample_size\": 16", "\"sample_size\": \"big\"", "sample_size", "big"),
+        ("    8,\n", "    -8,\n", "block_out_channels", "-8"),
+        ("\"norm_num_groups\": 4", "\"norm_num_groups\": null", "norm_num_groups", "null"),
+        (
+            "\"resnet_time_scale_shift\": \"default\"",
+            "\"resnet_time_scale_shift\": null",
+            "resnet_time_scale_shift",
+            "null",
+        ),
+        ("\"downsample_type\": \"conv\"", "\"downsample_type\": \"fir\"", "downsample_type", "fir"),
+        (
+            "\"_class_name\": \"UNet2DModel\"",
+            "\"_class_name\": \"UNet2DConditionModel\"",
+            "_class_name",
+            "UNet2DConditionModel",
+        ),
+        ("\"class_embed_type\": null", "\"class_embed_type\": \"timestep\"", "class_embed_type", "class conditioning"),
+    ] {
+        let reason = config_error(from, to, field);
+        assert!(reason.contains(says), "{to}: {reason}");
+    }
+    let json = config_a();
+    let start = json.find("\"down_block_types\"").unwrap();
+    let end = start + json[start..].find(']').unwrap() + 1;
+    let bad = format!("{}\"down_block_types\": \"DownBlock2D\"{}", &json[..start], &json[end..]);
+    let err = UNet2DConfig::from_json(&bad).unwrap_err();
+    assert!(
+        matches!(&err, Error::ModelConfig { field, reason } if field == "down_block_types" && reason.contains("list")),
+        "{err:?}"
+    );
+    for text in ["[1, 2]", "3", "{"] {
+        let err = UNet2DConfig::from_json(text).unwrap_err();
+        assert!(matches!(&err, Error::ModelConfig { field, .. } if field == "<file>"), "{text}: {err:?}");
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The best diffusers 0.42.1 option on the calibration benchmark problem (BENCHMARKS.md, section 5, "Calibrated schedules"):
+"""The best diffusers 0.42.1 option on the calibration benchmark problem (BENCHMARKS.md, section 6, "Calibrated schedules"):
 every deterministic scheduler class and option combination we could think of, at a given NFE
 budget, judged by the RMSE of the final sample against the exact probability-flow ODE endpoint on
 held-out noises.

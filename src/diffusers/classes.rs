@@ -34,13 +34,35 @@ pub enum SchedulerClass {
     Ddpm,
     /// `FlowMatchEulerDiscreteScheduler`.
     FlowMatchEulerDiscrete,
+    /// `KDPM2DiscreteScheduler` (k-diffusion's DPM-2).
+    KDpm2Discrete,
+    /// `KDPM2AncestralDiscreteScheduler` (k-diffusion's DPM-2 ancestral).
+    KDpm2AncestralDiscrete,
+    /// `DPMSolverSDEScheduler` (k-diffusion's DPM-Solver++ SDE).
+    DpmSolverSde,
+    /// `EDMEulerScheduler` (EDM's preconditioned network, Euler steps).
+    EdmEuler,
+    /// `EDMDPMSolverMultistepScheduler` (EDM's preconditioned network, DPM-Solver++).
+    EdmDpmSolverMultistep,
+    /// `LCMScheduler` (multistep latent-consistency sampling).
+    Lcm,
+    /// `TCDScheduler` (trajectory-consistency distillation, strategic stochastic sampling).
+    Tcd,
+    /// `SASolverScheduler` (SA-Solver predictor-corrector).
+    SaSolver,
+    /// `IPNDMScheduler` (iPNDM on its own cosine grid, v-prediction).
+    Ipndm,
+    /// `FlowMatchHeunDiscreteScheduler`.
+    FlowMatchHeunDiscrete,
+    /// `CosineDPMSolverMultistepScheduler` (SDE-DPM-Solver++ with EDM preconditioning, Stable Audio).
+    CosineDpmSolverMultistep,
 }
 
 const COMMON_DISCRETE: &[&str] = &["num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas"];
 
 impl SchedulerClass {
     /// Every class, in a fixed order.
-    pub const ALL: [SchedulerClass; 14] = [
+    pub const ALL: [SchedulerClass; 25] = [
         SchedulerClass::Ddim,
         SchedulerClass::DdimInverse,
         SchedulerClass::DpmSolverMultistep,
@@ -55,6 +77,17 @@ impl SchedulerClass {
         SchedulerClass::EulerAncestralDiscrete,
         SchedulerClass::Ddpm,
         SchedulerClass::FlowMatchEulerDiscrete,
+        SchedulerClass::KDpm2Discrete,
+        SchedulerClass::KDpm2AncestralDiscrete,
+        SchedulerClass::DpmSolverSde,
+        SchedulerClass::EdmEuler,
+        SchedulerClass::EdmDpmSolverMultistep,
+        SchedulerClass::Lcm,
+        SchedulerClass::Tcd,
+        SchedulerClass::SaSolver,
+        SchedulerClass::Ipndm,
+        SchedulerClass::FlowMatchHeunDiscrete,
+        SchedulerClass::CosineDpmSolverMultistep,
     ];
 
     /// The diffusers class name (`_class_name`).
@@ -80,6 +113,17 @@ impl SchedulerClass {
             SchedulerClass::EulerAncestralDiscrete => "EulerAncestralDiscreteScheduler",
             SchedulerClass::Ddpm => "DDPMScheduler",
             SchedulerClass::FlowMatchEulerDiscrete => "FlowMatchEulerDiscreteScheduler",
+            SchedulerClass::KDpm2Discrete => "KDPM2DiscreteScheduler",
+            SchedulerClass::KDpm2AncestralDiscrete => "KDPM2AncestralDiscreteScheduler",
+            SchedulerClass::DpmSolverSde => "DPMSolverSDEScheduler",
+            SchedulerClass::EdmEuler => "EDMEulerScheduler",
+            SchedulerClass::EdmDpmSolverMultistep => "EDMDPMSolverMultistepScheduler",
+            SchedulerClass::Lcm => "LCMScheduler",
+            SchedulerClass::Tcd => "TCDScheduler",
+            SchedulerClass::SaSolver => "SASolverScheduler",
+            SchedulerClass::Ipndm => "IPNDMScheduler",
+            SchedulerClass::FlowMatchHeunDiscrete => "FlowMatchHeunDiscreteScheduler",
+            SchedulerClass::CosineDpmSolverMultistep => "CosineDPMSolverMultistepScheduler",
         }
     }
 
@@ -290,11 +334,131 @@ impl SchedulerClass {
                 "time_shift_type",
                 "stochastic_sampling",
             ],
+            SchedulerClass::KDpm2Discrete | SchedulerClass::KDpm2AncestralDiscrete => &[
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "prediction_type",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::DpmSolverSde => &[
+                "prediction_type",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "noise_sampler_seed",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::EdmEuler => &[
+                "sigma_min",
+                "sigma_max",
+                "sigma_data",
+                "sigma_schedule",
+                "num_train_timesteps",
+                "prediction_type",
+                "rho",
+                "final_sigmas_type",
+            ],
+            SchedulerClass::EdmDpmSolverMultistep => &[
+                "sigma_min",
+                "sigma_max",
+                "sigma_data",
+                "sigma_schedule",
+                "num_train_timesteps",
+                "prediction_type",
+                "rho",
+                "solver_order",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "solver_type",
+                "lower_order_final",
+                "euler_at_final",
+                "final_sigmas_type",
+            ],
+            SchedulerClass::Lcm | SchedulerClass::Tcd => &[
+                "original_inference_steps",
+                "clip_sample",
+                "clip_sample_range",
+                "set_alpha_to_one",
+                "steps_offset",
+                "prediction_type",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "timestep_spacing",
+                "timestep_scaling",
+                "rescale_betas_zero_snr",
+            ],
+            SchedulerClass::SaSolver => &[
+                "predictor_order",
+                "corrector_order",
+                "prediction_type",
+                "tau_func",
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "algorithm_type",
+                "lower_order_final",
+                "use_karras_sigmas",
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_flow_sigmas",
+                "flow_shift",
+                "lambda_min_clipped",
+                "variance_type",
+                "timestep_spacing",
+                "steps_offset",
+            ],
+            SchedulerClass::Ipndm => &["num_train_timesteps", "trained_betas"],
+            SchedulerClass::FlowMatchHeunDiscrete => &["num_train_timesteps", "shift"],
+            SchedulerClass::CosineDpmSolverMultistep => &[
+                "sigma_min",
+                "sigma_max",
+                "sigma_data",
+                "sigma_schedule",
+                "num_train_timesteps",
+                "solver_order",
+                "prediction_type",
+                "rho",
+                "solver_type",
+                "lower_order_final",
+                "euler_at_final",
+                "final_sigmas_type",
+            ],
         };
-        let mut keys: Vec<&'static str> =
-            if self == SchedulerClass::FlowMatchEulerDiscrete { Vec::new() } else { COMMON_DISCRETE.to_vec() };
+        let mut keys: Vec<&'static str> = if self.has_beta_table() { COMMON_DISCRETE.to_vec() } else { Vec::new() };
         keys.extend_from_slice(own);
         keys
+    }
+
+    /// Whether the class builds diffusers' beta table (`num_train_timesteps`, `beta_start`,
+    /// `beta_end`, `beta_schedule`, `trained_betas`): all but the flow-matching classes, the
+    /// EDM-style classes (their noise levels come from `sigma_min` / `sigma_max`) and
+    /// IPNDMScheduler (its own cosine grid).
+    pub fn has_beta_table(self) -> bool {
+        !matches!(
+            self,
+            SchedulerClass::FlowMatchEulerDiscrete
+                | SchedulerClass::FlowMatchHeunDiscrete
+                | SchedulerClass::EdmEuler
+                | SchedulerClass::EdmDpmSolverMultistep
+                | SchedulerClass::CosineDpmSolverMultistep
+                | SchedulerClass::Ipndm
+        )
+    }
+
+    /// Whether the network is EDM-preconditioned (EDMEuler, EDMDPMSolverMultistep,
+    /// CosineDPMSolverMultistep): it gets `c_in(sigma) x` and returns `F` with
+    /// `D = c_skip x + c_out F`.
+    pub fn is_edm(self) -> bool {
+        matches!(
+            self,
+            SchedulerClass::EdmEuler | SchedulerClass::EdmDpmSolverMultistep | SchedulerClass::CosineDpmSolverMultistep
+        )
     }
 
     /// True when the class takes `key` in its constructor.
@@ -303,7 +467,8 @@ impl SchedulerClass {
     }
 
     /// Whether the class works on `x / alpha` (k-diffusion's scaled sample; its pipeline scales
-    /// the model input by `1 / sqrt(sigma^2 + 1)`): Euler, Heun, LMS, Euler-ancestral.
+    /// the model input by `1 / sqrt(sigma^2 + 1)`): Euler, Heun, LMS, Euler-ancestral, KDPM2,
+    /// KDPM2-ancestral, DPMSolverSDE. (The EDM-style classes scale by `c_in` instead.)
     pub fn works_on_scaled_sample(self) -> bool {
         matches!(
             self,
@@ -311,12 +476,15 @@ impl SchedulerClass {
                 | SchedulerClass::HeunDiscrete
                 | SchedulerClass::LmsDiscrete
                 | SchedulerClass::EulerAncestralDiscrete
+                | SchedulerClass::KDpm2Discrete
+                | SchedulerClass::KDpm2AncestralDiscrete
+                | SchedulerClass::DpmSolverSde
         )
     }
 }
 
-/// Options of diffusers scheduler classes outside [`SchedulerClass`] (consistency, EDM, LCM,
-/// SDE, TCD, ... schedulers of diffusers 0.42.1). A config may carry them when it was written for
+/// Options of diffusers scheduler classes outside [`SchedulerClass`] (consistency models,
+/// amused, VQ-diffusion, SDE-VE, ... schedulers of diffusers 0.42.1). A config may carry them when it was written for
 /// another class; diffusers ignores them for the classes here, and so does this layer (they are
 /// listed in [`super::SchedulerConfig::ignored_keys`]).
 pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
@@ -327,7 +495,6 @@ pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
     "clip_denoised",
     "correct_steps",
     "corrector_k",
-    "corrector_order",
     "corrector_selection",
     "corrector_selection_tau",
     "corrector_steps",
@@ -344,13 +511,9 @@ pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
     "minimal_topk",
     "n_grid",
     "noise_mode",
-    "noise_sampler_seed",
     "num_inference_steps",
     "num_policy_substeps",
     "num_vec_classes",
-    "original_inference_steps",
-    "predictor_order",
-    "rho",
     "s",
     "s_noise",
     "sampling_eps",
@@ -358,8 +521,6 @@ pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
     "scaler",
     "schedule_mode",
     "scheduler_type",
-    "sigma_data",
-    "sigma_schedule",
     "snr",
     "snr_shift_scale",
     "stage_range",
@@ -370,9 +531,7 @@ pub const OTHER_DIFFUSERS_KEYS: &[&str] = &[
     "t_min",
     "tail_step_multiplier",
     "tail_steps",
-    "tau_func",
     "threshold",
-    "timestep_scaling",
     "tsr_k",
     "tsr_sigma",
     "upscale_mode",

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 pub use super::classes::{SchedulerClass, OTHER_DIFFUSERS_KEYS, PRIVATE_KEYS};
 pub use super::options::{
-    AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SolverTypeName, TimeShiftType, TimestepSpacing,
-    TimestepType, VarianceType,
+    AlgorithmType, BetaScheduleName, EdmSigmaSchedule, FinalSigmas, InterpolationType, SolverTypeName, TimeShiftType,
+    TimestepSpacing, TimestepType, VarianceType,
 };
 use crate::error::{Error, Result};
 use crate::model::Prediction;
@@ -126,6 +126,25 @@ pub struct SchedulerConfig {
     pub time_shift_type: Option<TimeShiftType>,
     #[serde(deserialize_with = "de::boolean")]
     pub stochastic_sampling: Option<bool>,
+    #[serde(deserialize_with = "de::number")]
+    pub sigma_data: Option<f64>,
+    #[serde(deserialize_with = "de::named")]
+    pub sigma_schedule: Option<EdmSigmaSchedule>,
+    #[serde(deserialize_with = "de::number")]
+    pub rho: Option<f64>,
+    #[serde(deserialize_with = "de::int")]
+    pub original_inference_steps: Option<usize>,
+    #[serde(deserialize_with = "de::number")]
+    pub timestep_scaling: Option<f64>,
+    #[serde(deserialize_with = "de::nullable_int")]
+    pub noise_sampler_seed: Option<u64>,
+    #[serde(deserialize_with = "de::int")]
+    pub predictor_order: Option<usize>,
+    #[serde(deserialize_with = "de::int")]
+    pub corrector_order: Option<usize>,
+    /// SASolverScheduler's `tau_func` (a Python callable in diffusers): only `null` is accepted.
+    #[serde(deserialize_with = "de::null_only")]
+    pub tau_func: Option<()>,
     /// Keys present in the file and known to diffusers, sorted.
     #[serde(skip)]
     present: Vec<String>,
@@ -265,6 +284,15 @@ impl SchedulerConfig {
         if self.solver_order == Some(0) {
             return cfg_err("solver_order", "must be at least 1");
         }
+        for (key, order) in [("predictor_order", self.predictor_order), ("corrector_order", self.corrector_order)] {
+            if let Some(o) = order.filter(|o| !(1..=4).contains(o)) {
+                return cfg_err(key, format!("must be 1, 2, 3 or 4 (SA-Solver's orders), got {o}"));
+            }
+        }
+        at_most("original_inference_steps", self.original_inference_steps, MAX_TRAIN_TIMESTEPS)?;
+        if self.original_inference_steps == Some(0) {
+            return cfg_err("original_inference_steps", "must be at least 1");
+        }
         at_most("base_image_seq_len", self.base_image_seq_len, MAX_INDEX)?;
         at_most("max_image_seq_len", self.max_image_seq_len, MAX_INDEX)?;
         for &i in self.disable_corrector.iter().flatten() {
@@ -294,6 +322,9 @@ impl SchedulerConfig {
             ("sigma_min", self.sigma_min, true),
             ("sigma_max", self.sigma_max, true),
             ("shift", self.shift, true),
+            ("sigma_data", self.sigma_data, true),
+            ("rho", self.rho, true),
+            ("timestep_scaling", self.timestep_scaling, false),
         ] {
             finite(key, v)?;
             if let Some(x) = v.filter(|x| positive && !(*x > 0.0)) {
@@ -439,6 +470,24 @@ mod de {
 
     pub fn int<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize>, D::Error> {
         integer(&value(d)?).map(Some).map_err(D::Error::custom)
+    }
+
+    pub fn nullable_int<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+        match value(d)? {
+            Value::Null => Ok(None),
+            v => integer(&v).map(|n| Some(n as u64)).map_err(D::Error::custom),
+        }
+    }
+
+    /// An option whose only JSON value diffusers can use is `null` (a Python callable otherwise).
+    pub fn null_only<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<()>, D::Error> {
+        match value(d)? {
+            Value::Null => Ok(None),
+            other => fail(format!(
+                "must be null: a custom tau function is Python code (SA-Solver's default tau is used), got {}",
+                short(&other)
+            )),
+        }
     }
 
     pub fn ints<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<usize>>, D::Error> {

@@ -82,12 +82,12 @@ pub(crate) mod tables;
 mod timesteps;
 
 pub use config::{
-    AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig, SolverTypeName,
-    TimeShiftType, TimestepSpacing, TimestepType, VarianceType, MAX_TRAIN_TIMESTEPS, OTHER_DIFFUSERS_KEYS,
-    PRIVATE_KEYS,
+    AlgorithmType, BetaScheduleName, EdmSigmaSchedule, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig,
+    SolverTypeName, TimeShiftType, TimestepSpacing, TimestepType, VarianceType, MAX_TRAIN_TIMESTEPS,
+    OTHER_DIFFUSERS_KEYS, PRIVATE_KEYS,
 };
-pub use problem::{solve_problem, Problem, SolveOptions, SolveOutput};
-pub use sampler::{DiffusersRun, DiffusersSampler, Plan, MAX_STEPS};
+pub use problem::{solve_problem, solve_problem_with, Problem, SolveOptions, SolveOutput};
+pub use sampler::{DiffusersRun, DiffusersSampler, Plan, SetTimesteps, MAX_STEPS};
 
 pub use crate::schedule::TablePrecision;
 

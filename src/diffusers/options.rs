@@ -43,6 +43,10 @@ pub enum AlgorithmType {
     SdeDpmSolverPP,
     /// `"deis"` (DEIS; DPM-Solver classes read it as `"dpmsolver++"`, as diffusers does).
     Deis,
+    /// `"data_prediction"` (SASolverScheduler: the data-prediction SA-Solver).
+    DataPrediction,
+    /// `"noise_prediction"` (SASolverScheduler: the noise-prediction SA-Solver).
+    NoisePrediction,
 }
 
 /// `solver_type` across classes.
@@ -100,6 +104,16 @@ pub enum TimeShiftType {
     Linear,
 }
 
+/// `sigma_schedule` (the EDM-style classes: EDMEuler, EDMDPMSolverMultistep,
+/// CosineDPMSolverMultistep).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdmSigmaSchedule {
+    /// `"karras"`: Karras et al.'s rho-spaced noise levels between `sigma_max` and `sigma_min`.
+    Karras,
+    /// `"exponential"`: log-uniform noise levels.
+    Exponential,
+}
+
 /// The string values of a diffusers option.
 pub(crate) trait Names: Copy + 'static {
     const NAMES: &'static [(&'static str, Self)];
@@ -141,6 +155,8 @@ impl Names for AlgorithmType {
         ("sde-dpmsolver", AlgorithmType::SdeDpmSolver),
         ("sde-dpmsolver++", AlgorithmType::SdeDpmSolverPP),
         ("deis", AlgorithmType::Deis),
+        ("data_prediction", AlgorithmType::DataPrediction),
+        ("noise_prediction", AlgorithmType::NoisePrediction),
     ];
 }
 
@@ -178,6 +194,11 @@ impl Names for TimestepType {
 impl Names for InterpolationType {
     const NAMES: &'static [(&'static str, InterpolationType)] =
         &[("linear", InterpolationType::Linear), ("log_linear", InterpolationType::LogLinear)];
+}
+
+impl Names for EdmSigmaSchedule {
+    const NAMES: &'static [(&'static str, EdmSigmaSchedule)] =
+        &[("karras", EdmSigmaSchedule::Karras), ("exponential", EdmSigmaSchedule::Exponential)];
 }
 
 impl Names for TimeShiftType {

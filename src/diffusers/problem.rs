@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::sampler::DiffusersSampler;
+use super::sampler::{DiffusersSampler, SetTimesteps};
 use crate::error::{Error, Result};
 use crate::model::Prediction;
 use crate::noise::TensorNoise;
@@ -148,23 +148,58 @@ impl SolveOutput {
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
 pub fn solve_problem(sampler: &DiffusersSampler, problem: &Problem, opts: SolveOptions) -> Result<SolveOutput> {
-    if !matches!(opts.dtype, DType::F32 | DType::F64) {
-        return Err(Error::InvalidConfig(format!("working dtype must be f32 or f64, got {:?}", opts.dtype)));
+    solve_problem_with(sampler, problem, opts.steps, opts.dtype)
+}
+
+/// [`solve_problem`] after `set_timesteps(request)`: a step count or custom timesteps / sigmas
+/// ([`SetTimesteps`]), in the working `dtype` (F32 or F64).
+///
+/// ```
+/// use candle_core::DType;
+/// use diffusion_samplers::diffusers::{solve_problem_with, DiffusersSampler, Problem, SetTimesteps};
+/// let sampler = DiffusersSampler::from_json(r#"{"_class_name": "DDPMScheduler"}"#)?;
+/// let custom = SetTimesteps::Timesteps(vec![999.0, 600.0, 300.0, 100.0, 0.0]);
+/// let out = solve_problem_with(&sampler, &Problem::DiffusersDummy, custom, DType::F64)?;
+/// assert_eq!(out.timesteps, [999.0, 600.0, 300.0, 100.0, 0.0]);
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+pub fn solve_problem_with(
+    sampler: &DiffusersSampler,
+    problem: &Problem,
+    request: impl Into<SetTimesteps>,
+    dtype: DType,
+) -> Result<SolveOutput> {
+    let request: SetTimesteps = request.into();
+    if !matches!(dtype, DType::F32 | DType::F64) {
+        return Err(Error::InvalidConfig(format!("working dtype must be f32 or f64, got {dtype:?}")));
     }
-    let noise = problem.noise()?.to_dtype(opts.dtype)?;
+    let noise = problem.noise()?.to_dtype(dtype)?;
     let run = match problem {
         Problem::GaussianMixture { gm, step_noise, .. } => {
             let schedule = sampler.schedule_f64()?;
             let prediction: Prediction = sampler.prediction();
-            let mut denoiser = gm.denoiser(schedule.as_ref(), prediction);
+            // the EDM-style classes work on x0 / sigma_data, and their "epsilon" network returns -v
+            let (gm, negate) = match sampler.edm_frame() {
+                Some((sigma_data, negate)) => (gm.scaled(1.0 / sigma_data)?, negate),
+                None => (gm.clone(), false),
+            };
+            let mut exact = gm.denoiser(schedule.as_ref(), prediction);
+            let mut denoiser = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> {
+                let out = exact(x, t)?;
+                if negate {
+                    out.neg()
+                } else {
+                    Ok(out)
+                }
+            };
             match step_noise {
-                Some(t) => sampler.run(&mut denoiser, &noise, opts.steps, &mut TensorNoise::stacked(t)?)?,
-                None => sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?,
+                Some(t) => sampler.run(&mut denoiser, &noise, request.clone(), &mut TensorNoise::stacked(t)?)?,
+                None => sampler.run(&mut denoiser, &noise, request.clone(), &mut sampler.noise())?,
             }
         }
         Problem::DiffusersDummy => {
             let mut denoiser = |x: &Tensor, t: f64| -> candle_core::Result<Tensor> { x.affine(t / (t + 1.0), 0.0) };
-            sampler.run(&mut denoiser, &noise, opts.steps, &mut sampler.noise())?
+            sampler.run(&mut denoiser, &noise, request.clone(), &mut sampler.noise())?
         }
     };
     Ok(SolveOutput { sample: run.sample, timesteps: run.model_times, nfe: run.nfe })

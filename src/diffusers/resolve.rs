@@ -3,8 +3,8 @@
 //! ([`super::timesteps`]) and the sampler read only the resolved values.
 
 use super::config::{
-    cfg_err, AlgorithmType, BetaScheduleName, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig,
-    SolverTypeName, TimeShiftType, TimestepSpacing, TimestepType, VarianceType,
+    cfg_err, AlgorithmType, BetaScheduleName, EdmSigmaSchedule, FinalSigmas, InterpolationType, SchedulerClass,
+    SchedulerConfig, SolverTypeName, TimeShiftType, TimestepSpacing, TimestepType, VarianceType,
 };
 use super::{Quirks, TablePrecision};
 use crate::error::Result;
@@ -13,8 +13,9 @@ use crate::math::{LowerOrderFinal, OrderPolicy};
 use crate::model::{DataTransform, DynamicThresholding, Prediction};
 use crate::schedule::{alphas_cumprod, flow_sigma_of_lambda, vp_from_log_ksigma, BetaSchedule, Point, Scheduler};
 use crate::solvers::{
-    Algorithm, AnySolver, BVariant, Corrector, Ddim, Ddpm, Deis, DpmSolverMultistep, DpmSolverSinglestep, Euler,
-    EulerAncestral, FinalNoise, Heun, Lms, Pndm, SdeDpmSolverPP, SolverType, ThirdOrder, UniPc, UniPcEnd,
+    Algorithm, AnySolver, BVariant, CleanStepDraw, Corrector, Ddim, Ddpm, Deis, Dpm2, Dpm2Ancestral, DpmPpSde,
+    DpmSolverMultistep, DpmSolverSinglestep, Euler, EulerAncestral, FinalNoise, FlowHeun, Heun, Ipndm, Lcm, Lms, Pndm,
+    SaSolver, SdeDpmSolverPP, SolverType, Tcd, TcdTime, ThirdOrder, UniPc, UniPcEnd,
 };
 
 /// The time coordinate of the model for flow-sigma grids: `alpha = 1 - t / n`, `sigma = t / n`,
@@ -40,6 +41,71 @@ impl Scheduler for FlowClock {
     }
     fn t_of_model_time(&self, model_time: f64) -> f64 {
         model_time
+    }
+    fn clean_point(&self) -> Point {
+        Point::clean(0.0)
+    }
+}
+
+/// The time input of an EDM-preconditioned network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EdmNoise {
+    /// EDM's `c_noise = ln(sigma) / 4` (EDMEuler, EDMDPMSolverMultistep).
+    QuarterLog,
+    /// `atan(sigma) 2 / pi` (CosineDPMSolverMultistep).
+    Atan,
+}
+
+/// The EDM-style classes' noise levels and preconditioning.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct EdmOptions {
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    pub sigma_data: f64,
+    pub schedule: EdmSigmaSchedule,
+    pub rho: f64,
+    pub noise: EdmNoise,
+    /// `prediction_type = "epsilon"`: the network's `F` is `-v` of the `sigma_data`-scaled VP
+    /// sample (`"v_prediction"`: `+v`).
+    pub negate: bool,
+}
+
+/// The time coordinate of the EDM-preconditioned classes. The time `t` is EDM's noise level
+/// `sigma` (`x = x0 + sigma eps`); the crate works on the network's input `c_in x`, `c_in = 1 /
+/// sqrt(sigma^2 + sigma_data^2)`, a variance-preserving sample of the data `x0 / sigma_data`:
+/// `alpha = sigma_data c_in`, `sigma_vp = sigma c_in` (`ksigma = sigma / sigma_data`).
+#[derive(Clone, Debug)]
+pub(crate) struct EdmClock {
+    pub(crate) sigma_data: f64,
+    pub(crate) noise: EdmNoise,
+    pub(crate) range: (f64, f64),
+}
+
+impl Scheduler for EdmClock {
+    fn alpha_sigma(&self, t: f64) -> (f64, f64) {
+        if t.is_infinite() {
+            return (0.0, 1.0);
+        }
+        let n = t.hypot(self.sigma_data);
+        (self.sigma_data / n, t / n)
+    }
+    fn t_of_lambda(&self, lambda: f64) -> f64 {
+        self.sigma_data * (-lambda).exp()
+    }
+    fn t_range(&self) -> (f64, f64) {
+        self.range
+    }
+    fn model_time(&self, t: f64) -> f64 {
+        match self.noise {
+            EdmNoise::QuarterLog => 0.25 * t.ln(),
+            EdmNoise::Atan => t.atan() / std::f64::consts::FRAC_PI_2,
+        }
+    }
+    fn t_of_model_time(&self, model_time: f64) -> f64 {
+        match self.noise {
+            EdmNoise::QuarterLog => (4.0 * model_time).exp(),
+            EdmNoise::Atan => (model_time * std::f64::consts::FRAC_PI_2).tan(),
+        }
     }
     fn clean_point(&self) -> Point {
         Point::clean(0.0)
@@ -163,6 +229,14 @@ pub(crate) struct Resolved {
     /// Karras / Lu timesteps are rounded (all but DPMSolverMultistep with `squaredcos_cap_v2`).
     pub round_karras: bool,
     pub flow: FlowOptions,
+    /// The EDM-style classes' options.
+    pub edm: Option<EdmOptions>,
+    /// LCM / TCD: `original_inference_steps`.
+    pub original_steps: usize,
+    /// DPMSolverSDE: `noise_sampler_seed` (seeds the default noise instead of torchsde's tree).
+    pub noise_seed: Option<u64>,
+    /// IPNDMScheduler's `trained_betas`: the noise levels of its steps.
+    pub ipndm_betas: Option<Vec<f64>>,
 }
 
 fn get<T: Copy>(v: Option<T>, default: T) -> T {
@@ -174,11 +248,19 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
     let class = config.class;
     let c = config;
     let n_train = get(c.num_train_timesteps, 1000);
-    let flow_class = class == SchedulerClass::FlowMatchEulerDiscrete;
+    let flow_class = matches!(class, SchedulerClass::FlowMatchEulerDiscrete | SchedulerClass::FlowMatchHeunDiscrete);
     let accepted = |key: &str, set: Option<bool>| get(set, false) && class.accepts(key);
 
     // ---- prediction type
-    let prediction = if flow_class { Prediction::Flow } else { get(c.prediction_type, Prediction::Epsilon) };
+    let prediction_default =
+        if class == SchedulerClass::CosineDpmSolverMultistep { Prediction::VPrediction } else { Prediction::Epsilon };
+    let prediction = match class {
+        _ if flow_class => Prediction::Flow,
+        // IPNDMScheduler has no prediction_type: its network returns v (`ets = sigma x + alpha v`)
+        SchedulerClass::Ipndm => Prediction::VPrediction,
+        _ => get(c.prediction_type, prediction_default),
+    };
+    let data_prediction = get(c.algorithm_type, AlgorithmType::DataPrediction) == AlgorithmType::DataPrediction;
     let allowed: &[Prediction] = match class {
         SchedulerClass::DpmSolverMultistep
         | SchedulerClass::DpmSolverMultistepInverse
@@ -188,7 +270,19 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             &[Prediction::Epsilon, Prediction::Sample, Prediction::VPrediction, Prediction::Flow]
         }
         SchedulerClass::Pndm => &[Prediction::Epsilon, Prediction::VPrediction],
-        SchedulerClass::FlowMatchEulerDiscrete => &[Prediction::Flow],
+        SchedulerClass::FlowMatchEulerDiscrete | SchedulerClass::FlowMatchHeunDiscrete => &[Prediction::Flow],
+        // their step raises NotImplementedError for "sample"; the EDM classes' preconditioning
+        // knows only epsilon and v
+        SchedulerClass::KDpm2Discrete
+        | SchedulerClass::KDpm2AncestralDiscrete
+        | SchedulerClass::DpmSolverSde
+        | SchedulerClass::EdmEuler
+        | SchedulerClass::EdmDpmSolverMultistep
+        | SchedulerClass::CosineDpmSolverMultistep
+        | SchedulerClass::Ipndm => &[Prediction::Epsilon, Prediction::VPrediction],
+        SchedulerClass::SaSolver if data_prediction => {
+            &[Prediction::Epsilon, Prediction::Sample, Prediction::VPrediction, Prediction::Flow]
+        }
         _ => &[Prediction::Epsilon, Prediction::Sample, Prediction::VPrediction],
     };
     if !allowed.contains(&prediction) {
@@ -216,7 +310,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
     }
 
     // ---- tables
-    let betas = if flow_class { None } else { Some(beta_schedule(c)?) };
+    let betas = if class.has_beta_table() { Some(beta_schedule(c)?) } else { None };
     let alphas_cumprod = match &betas {
         None => Vec::new(),
         Some((schedule, rescale)) => build_table(schedule, c, n_train, *rescale, quirks.precision)?,
@@ -224,7 +318,22 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
 
     // ---- data transform
     let thresholding = get(c.thresholding, false) && class.accepts("thresholding");
+    let edm = edm_options(c, prediction)?;
+    // the EDM-style classes' network returns +-v of the crate's (sigma_data-scaled) sample
+    let prediction = if edm.is_some() { Prediction::VPrediction } else { prediction };
+    if let Some(e) = edm.filter(|e| thresholding && e.sigma_data != 1.0) {
+        return cfg_err(
+            "thresholding",
+            format!(
+                "dynamic thresholding with sigma_data = {} is not implemented (this layer works on x0 / sigma_data, \
+                 and the threshold is not scale-free): use sigma_data = 1 or no thresholding",
+                e.sigma_data
+            ),
+        );
+    }
+    // TCDScheduler takes clip_sample but its step never clips
     let clip = class.accepts("clip_sample")
+        && class != SchedulerClass::Tcd
         && get(
             c.clip_sample,
             matches!(class, SchedulerClass::Ddim | SchedulerClass::DdimInverse | SchedulerClass::Ddpm),
@@ -314,6 +423,12 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
                     return cfg_err(
                         "algorithm_type",
                         "\"sde-dpmsolver\" (noise-prediction SDE) is not implemented: use \"sde-dpmsolver++\"",
+                    )
+                }
+                other @ (AlgorithmType::DataPrediction | AlgorithmType::NoisePrediction) => {
+                    return cfg_err(
+                        "algorithm_type",
+                        format!("{other:?} is SASolverScheduler's; {} takes dpmsolver++ or dpmsolver", class.name()),
                     )
                 }
             }
@@ -426,6 +541,82 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             };
             SolverChoice::Fixed(AnySolver::new(Ddpm { variance, final_noise: FinalNoise::Diffusers }))
         }
+        SchedulerClass::KDpm2Discrete => SolverChoice::Fixed(AnySolver::new(Dpm2::default())),
+        SchedulerClass::KDpm2AncestralDiscrete => SolverChoice::Fixed(AnySolver::new(Dpm2Ancestral::default())),
+        SchedulerClass::DpmSolverSde => SolverChoice::Fixed(AnySolver::new(DpmPpSde::default())),
+        SchedulerClass::EdmEuler => SolverChoice::Fixed(AnySolver::new(Euler)),
+        SchedulerClass::EdmDpmSolverMultistep | SchedulerClass::CosineDpmSolverMultistep => {
+            let cosine = class == SchedulerClass::CosineDpmSolverMultistep;
+            // CosineDPMSolverMultistep's step has no third-order update (diffusers fails there)
+            check_order(if cosine { 2 } else { 3 })?;
+            let sde = match get(c.algorithm_type, AlgorithmType::DpmSolverPP) {
+                _ if cosine => true,
+                AlgorithmType::DpmSolverPP | AlgorithmType::Deis => false,
+                AlgorithmType::SdeDpmSolverPP => true,
+                other => {
+                    return cfg_err(
+                        "algorithm_type",
+                        format!(
+                            "{other:?} is not implemented by {} (diffusers: dpmsolver++ or sde-dpmsolver++)",
+                            class.name()
+                        ),
+                    )
+                }
+            };
+            let solver_type = match get(c.solver_type, SolverTypeName::Midpoint) {
+                SolverTypeName::Heun => SolverType::Heun,
+                _ => SolverType::Midpoint, // diffusers maps logrho / bh1 / bh2 to midpoint
+            };
+            let policy = OrderPolicy {
+                order,
+                lower_order_final: if lower_order_final {
+                    LowerOrderFinal::BelowSteps(15)
+                } else {
+                    LowerOrderFinal::Never
+                },
+                euler_at_final: get(c.euler_at_final, false),
+            };
+            if sde {
+                SolverChoice::Fixed(AnySolver::new(SdeDpmSolverPP {
+                    policy,
+                    solver_type,
+                    third_order: ThirdOrder::Reference,
+                    clean_step: CleanStepDraw::Draw,
+                    ..SdeDpmSolverPP::diffusers_default()
+                }))
+            } else {
+                SolverChoice::Fixed(AnySolver::new(DpmSolverMultistep {
+                    algorithm: Algorithm::DpmSolverPP,
+                    policy,
+                    solver_type,
+                    third_order: ThirdOrder::Reference,
+                }))
+            }
+        }
+        SchedulerClass::Tcd => SolverChoice::Fixed(AnySolver::new(Tcd { gamma: 0.3, time: TcdTime::FloorIndex })),
+        SchedulerClass::Ipndm => SolverChoice::Fixed(AnySolver::new(Ipndm::diffusers_default())),
+        SchedulerClass::FlowMatchHeunDiscrete => SolverChoice::Fixed(AnySolver::new(FlowHeun)),
+        SchedulerClass::Lcm => SolverChoice::Fixed(AnySolver::new(Lcm::diffusers(get(c.timestep_scaling, 10.0)))),
+        SchedulerClass::SaSolver => {
+            if variance_learned {
+                return cfg_err(
+                    "variance_type",
+                    "learned variance channels are not implemented: return only the prediction channels and \
+                     set variance_type to null",
+                );
+            }
+            if !data_prediction {
+                return cfg_err(
+                    "algorithm_type",
+                    "\"noise_prediction\" SA-Solver is not implemented: use \"data_prediction\" (diffusers' default)",
+                );
+            }
+            SolverChoice::Fixed(AnySolver::new(SaSolver::diffusers(
+                get(c.predictor_order, 2),
+                get(c.corrector_order, 2),
+                lower_order_final,
+            )))
+        }
     };
 
     // ---- options accepted but not implemented (numbers would differ): refuse
@@ -456,7 +647,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
     };
     use SchedulerClass as C;
     let spacing_default = match class {
-        C::Ddim | C::DdimInverse | C::Ddpm | C::Pndm => TimestepSpacing::Leading,
+        C::Ddim | C::DdimInverse | C::Ddpm | C::Pndm | C::Lcm | C::Tcd => TimestepSpacing::Leading,
         _ => TimestepSpacing::Linspace,
     };
     let set_alpha_to_one = match class {
@@ -501,6 +692,10 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             && prediction == Prediction::VPrediction,
         round_karras: class != C::DpmSolverMultistep
             || get(c.beta_schedule, BetaScheduleName::Linear) != BetaScheduleName::SquaredCosCapV2,
+        edm,
+        original_steps: get(c.original_inference_steps, 50),
+        noise_seed: c.noise_sampler_seed.filter(|_| class.accepts("noise_sampler_seed")),
+        ipndm_betas: c.trained_betas.clone().filter(|_| class == C::Ipndm),
         flow: FlowOptions {
             shift: get(c.shift, 1.0),
             flow_shift: get(c.flow_shift, 1.0),
@@ -517,10 +712,47 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
     })
 }
 
+/// The EDM-style classes' options (their diffusers defaults applied); `None` for other classes.
+fn edm_options(c: &SchedulerConfig, prediction: Prediction) -> Result<Option<EdmOptions>> {
+    let class = c.class;
+    if !class.is_edm() {
+        return Ok(None);
+    }
+    let cosine = class == SchedulerClass::CosineDpmSolverMultistep;
+    let (min_default, max_default, data_default, schedule_default) = if cosine {
+        (0.3, 500.0, 1.0, EdmSigmaSchedule::Exponential)
+    } else {
+        (0.002, 80.0, 0.5, EdmSigmaSchedule::Karras)
+    };
+    let e = EdmOptions {
+        sigma_min: get(c.sigma_min, min_default),
+        sigma_max: get(c.sigma_max, max_default),
+        sigma_data: get(c.sigma_data, data_default),
+        schedule: get(c.sigma_schedule, schedule_default),
+        rho: get(c.rho, 7.0),
+        noise: if cosine { EdmNoise::Atan } else { EdmNoise::QuarterLog },
+        negate: prediction == Prediction::Epsilon,
+    };
+    if !(e.sigma_min < e.sigma_max) {
+        return cfg_err(
+            "sigma_min",
+            format!(
+                "must be below sigma_max ({} >= {}): the noise levels run from sigma_max down",
+                e.sigma_min, e.sigma_max
+            ),
+        );
+    }
+    Ok(Some(e))
+}
+
 /// The class's beta schedule (its defaults applied) and whether it is rescaled to zero terminal SNR.
 fn beta_schedule(c: &SchedulerConfig) -> Result<(BetaSchedule, bool)> {
     let class = c.class;
-    let name = get(c.beta_schedule, BetaScheduleName::Linear);
+    let name_default = match class {
+        SchedulerClass::Lcm | SchedulerClass::Tcd => BetaScheduleName::ScaledLinear,
+        _ => BetaScheduleName::Linear,
+    };
+    let name = get(c.beta_schedule, name_default);
     let allowed: &[BetaScheduleName] = match class {
         SchedulerClass::HeunDiscrete => &[
             BetaScheduleName::Linear,
@@ -540,8 +772,15 @@ fn beta_schedule(c: &SchedulerConfig) -> Result<(BetaSchedule, bool)> {
     if c.trained_betas.is_none() && !allowed.contains(&name) {
         return cfg_err("beta_schedule", format!("{name:?} is not implemented by {} in diffusers", class.name()));
     }
-    let (bs_default, be_default) =
-        if class == SchedulerClass::HeunDiscrete { (0.00085, 0.012) } else { (0.0001, 0.02) };
+    let (bs_default, be_default) = match class {
+        SchedulerClass::HeunDiscrete
+        | SchedulerClass::KDpm2Discrete
+        | SchedulerClass::KDpm2AncestralDiscrete
+        | SchedulerClass::DpmSolverSde
+        | SchedulerClass::Lcm
+        | SchedulerClass::Tcd => (0.00085, 0.012),
+        _ => (0.0001, 0.02),
+    };
     let (beta_start, beta_end) = (get(c.beta_start, bs_default), get(c.beta_end, be_default));
     let schedule = match (&c.trained_betas, name) {
         (Some(b), _) => BetaSchedule::Betas(b.clone()),

@@ -5,18 +5,77 @@
 use candle_core::Tensor;
 
 use super::config::{cfg_err, SchedulerClass, SchedulerConfig};
-use super::resolve::{resolve, FlowClock, QuarterLogKsigma, Resolved, SolverChoice};
+use super::resolve::{resolve, EdmClock, FlowClock, QuarterLogKsigma, Resolved, SolverChoice};
 use super::Quirks;
 use crate::error::{Error, Result};
 use crate::grid::{check_time, Step, StepKind};
 use crate::model::{DataTransform, Denoiser, Model, Prediction};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::sample::{sample_with, Progress};
-use crate::schedule::{DiscreteVp, Scheduler};
-use crate::solvers::{AnySolver, Ddim};
+use crate::schedule::{CosineVp, DiscreteVp, Scheduler};
+use crate::solvers::{AnySolver, Ddim, Tcd, TcdTime};
 
 /// Largest number of inference steps accepted ([`crate::limits::MAX_STEPS`]).
 pub use crate::limits::MAX_STEPS;
+
+/// What diffusers' `set_timesteps` is called with: a step count (`set_timesteps(n)`; a `usize`
+/// converts into it), or custom lists where the class takes them (diffusers 0.42.1):
+///
+/// | argument | classes |
+/// |---|---|
+/// | `timesteps` | DDPM, DPMSolverMultistep, DPMSolverSinglestep (integers), EulerDiscrete, HeunDiscrete, FlowMatchEulerDiscrete, LCM, TCD (integers) |
+/// | `sigmas` | EulerDiscrete (each step's sigma and the final one), FlowMatchEulerDiscrete (unshifted flow sigmas), UniPCMultistep with `use_flow_sigmas`, EDMEuler (a ramp in `[0, 1]` through its sigma schedule) |
+/// | both | FlowMatchEulerDiscrete |
+///
+/// Lists a class does not take, or takes but not with its options (e.g. `timesteps` with
+/// `use_karras_sigmas`, as diffusers refuses), are [`Error::DiffusersConfig`] errors naming the
+/// argument (`key` = `"timesteps"` or `"sigmas"`). Timesteps must be descending training
+/// timesteps of the table (integers where diffusers casts them to int64).
+///
+/// ```
+/// use diffusion_samplers::diffusers::{DiffusersSampler, SetTimesteps};
+/// let euler = DiffusersSampler::from_json(r#"{"_class_name": "EulerDiscreteScheduler"}"#)?;
+/// let plan = euler.plan(SetTimesteps::Timesteps(vec![999.0, 750.0, 500.0, 250.0]))?;
+/// assert_eq!(plan.timesteps, [999.0, 750.0, 500.0, 250.0]);
+/// assert_eq!(plan.sigmas.len(), 5); // and the final 0
+/// let ddim = DiffusersSampler::from_json(r#"{"_class_name": "DDIMScheduler"}"#)?;
+/// assert!(ddim.plan(SetTimesteps::Sigmas(vec![10.0, 1.0, 0.0])).is_err()); // DDIM takes no custom lists
+/// # Ok::<(), diffusion_samplers::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetTimesteps {
+    /// `set_timesteps(num_inference_steps)`.
+    Steps(usize),
+    /// `set_timesteps(timesteps=[...])`: the model times, descending.
+    Timesteps(Vec<f64>),
+    /// `set_timesteps(sigmas=[...])`.
+    Sigmas(Vec<f64>),
+    /// `set_timesteps(timesteps=[...], sigmas=[...])` (FlowMatchEulerDiscrete): the sigmas drive
+    /// the steps, the timesteps go to the network.
+    Both {
+        /// The model times.
+        timesteps: Vec<f64>,
+        /// The flow sigmas (before the scheduler's shift).
+        sigmas: Vec<f64>,
+    },
+}
+
+impl From<usize> for SetTimesteps {
+    fn from(steps: usize) -> SetTimesteps {
+        SetTimesteps::Steps(steps)
+    }
+}
+
+impl SetTimesteps {
+    /// The size of the request (the step count, or the longest list).
+    fn len(&self) -> usize {
+        match self {
+            SetTimesteps::Steps(n) => *n,
+            SetTimesteps::Timesteps(v) | SetTimesteps::Sigmas(v) => v.len(),
+            SetTimesteps::Both { timesteps, sigmas } => timesteps.len().max(sigmas.len()),
+        }
+    }
+}
 
 /// diffusers' schedule for one step count, in this crate's terms.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,9 +94,13 @@ pub struct Plan {
     /// diffusers `step` still moves the sample there). Run them with [`crate::sample_with`].
     pub steps: Vec<Step>,
     /// True when the class works on the scaled sample `x / alpha` (Euler, Heun, LMS,
-    /// Euler-ancestral): the pipeline's sample is `x / alpha` of this crate's `x`.
+    /// Euler-ancestral, KDPM2(-ancestral), DPMSolverSDE; the EDM-style classes): the pipeline's
+    /// sample is `sigma_data x / alpha` of this crate's `x`.
     pub scaled: bool,
-    /// The step count asked for (`set_timesteps(steps)`).
+    /// The EDM-style classes' `sigma_data` (1 for the others): their network gets `c_in x_edm`,
+    /// which is this crate's `x`, a variance-preserving sample of `x0 / sigma_data`.
+    pub sigma_data: f64,
+    /// diffusers' `num_inference_steps` (the step count asked for, or the custom list's length).
     pub inference_steps: usize,
     /// The solver the class runs for this step count.
     pub solver: AnySolver,
@@ -47,15 +110,18 @@ impl Plan {
     /// The crate's starting `x` for diffusers' initial noise: `noise * init_noise_sigma`, times
     /// `alpha` of the first point for the scaled classes.
     pub fn start_scale(&self) -> f64 {
-        let alpha = if self.scaled { self.steps.first().map_or(1.0, |s| s.from.alpha) } else { 1.0 };
-        self.init_noise_sigma * alpha
+        if !self.scaled {
+            return self.init_noise_sigma;
+        }
+        let alpha = self.steps.first().map_or(1.0, |s| s.from.alpha);
+        self.init_noise_sigma * alpha / self.sigma_data
     }
 
     /// Factor from the crate's final `x` to the pipeline's final sample (`1 / alpha` of the last
     /// point for the scaled classes).
     pub fn end_scale(&self) -> f64 {
         if self.scaled {
-            self.steps.last().map_or(1.0, |s| 1.0 / s.to.alpha)
+            self.steps.last().map_or(1.0, |s| self.sigma_data / s.to.alpha)
         } else {
             1.0
         }
@@ -103,7 +169,8 @@ impl DiffusersSampler {
     pub fn with_quirks(config: &SchedulerConfig, quirks: Quirks) -> Result<DiffusersSampler> {
         let config = config.clone().validated()?;
         let resolved = resolve(&config, quirks)?;
-        Ok(DiffusersSampler { config, resolved, mu: None, noise_seed: 0 })
+        let noise_seed = resolved.noise_seed.unwrap_or(0);
+        Ok(DiffusersSampler { config, resolved, mu: None, noise_seed })
     }
 
     /// The same config under another class, with this sampler's quirks, `mu` and seed (diffusers'
@@ -135,19 +202,31 @@ impl DiffusersSampler {
         DiffusersSampler::from_config(&SchedulerConfig::from_file(path)?)
     }
 
-    /// DDIM's `eta` (the pipeline's `eta` passed to `DDIMScheduler.step`; 0 = deterministic, the
-    /// default). Only `DDIMScheduler` takes it.
+    /// The `eta` a pipeline passes to `step`: DDIM's (0 = deterministic, the default) or TCD's
+    /// `gamma` (`TCDScheduler.step` defaults to 0.3; diffusers' pipelines pass their own `eta`,
+    /// 0.0 unless set). Only `DDIMScheduler` and `TCDScheduler` take it.
     pub fn eta(mut self, eta: f64) -> Result<DiffusersSampler> {
-        if self.config.class != SchedulerClass::Ddim {
-            return Err(Error::Unsupported(format!(
-                "eta is a DDIMScheduler argument, not one of {}",
-                self.config.class.name()
-            )));
+        match self.config.class {
+            SchedulerClass::Ddim => {
+                if !(eta >= 0.0 && eta.is_finite()) {
+                    return Err(Error::InvalidConfig(format!("DDIM eta must be finite and >= 0, got {eta}")));
+                }
+                self.resolved.solver = SolverChoice::Fixed(AnySolver::new(Ddim { eta }));
+            }
+            SchedulerClass::Tcd => {
+                if !(0.0..=1.0).contains(&eta) {
+                    return Err(Error::InvalidConfig(format!("TCD's eta (gamma) must lie in [0, 1], got {eta}")));
+                }
+                self.resolved.solver =
+                    SolverChoice::Fixed(AnySolver::new(Tcd { gamma: eta, time: TcdTime::FloorIndex }));
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "eta is an argument of DDIMScheduler and TCDScheduler, not of {}",
+                    other.name()
+                )))
+            }
         }
-        if !(eta >= 0.0 && eta.is_finite()) {
-            return Err(Error::InvalidConfig(format!("DDIM eta must be finite and >= 0, got {eta}")));
-        }
-        self.resolved.solver = SolverChoice::Fixed(AnySolver::new(Ddim { eta }));
         Ok(self)
     }
 
@@ -167,7 +246,9 @@ impl DiffusersSampler {
         self
     }
 
-    /// The default noise source: `SeededNoise::new(seed)` with the seed of [`DiffusersSampler::seed`].
+    /// The default noise source: `SeededNoise::new(seed)` with the seed of [`DiffusersSampler::seed`]
+    /// (DPMSolverSDE: its config's `noise_sampler_seed` unless a seed was set; torchsde's Brownian
+    /// tree is not reproduced).
     pub fn noise(&self) -> SeededNoise {
         SeededNoise::new(self.noise_seed)
     }
@@ -195,9 +276,16 @@ impl DiffusersSampler {
         self.config.class
     }
 
-    /// What the network predicts.
+    /// What the network predicts (the EDM-style classes: [`Prediction::VPrediction`] of this
+    /// crate's sample, negated for `prediction_type = "epsilon"`; see [`DiffusersSampler::model`]).
     pub fn prediction(&self) -> Prediction {
         self.resolved.prediction
+    }
+
+    /// The EDM-style classes' `sigma_data` and whether their network's output is `-v`
+    /// (`prediction_type = "epsilon"`).
+    pub(crate) fn edm_frame(&self) -> Option<(f64, bool)> {
+        self.resolved.edm.map(|e| (e.sigma_data, e.negate))
     }
 
     /// The clipping / thresholding of data predictions the class applies.
@@ -218,6 +306,9 @@ impl DiffusersSampler {
     /// table's noise levels.
     pub fn schedule(&self) -> Result<Box<dyn Scheduler>> {
         let r = &self.resolved;
+        if let Some(s) = self.own_clock() {
+            return Ok(s);
+        }
         if r.alphas_cumprod.is_empty() || r.flow_sigmas {
             return Ok(Box::new(FlowClock { n: r.n_train as f64 }));
         }
@@ -231,6 +322,9 @@ impl DiffusersSampler {
     /// trained on this table approximates; the Gaussian-mixture problem's time map).
     pub(crate) fn schedule_f64(&self) -> Result<Box<dyn Scheduler>> {
         let r = &self.resolved;
+        if let Some(s) = self.own_clock() {
+            return Ok(s);
+        }
         if let Some(clock) = self.quarter_log_clock() {
             return Ok(Box::new(clock));
         }
@@ -243,6 +337,17 @@ impl DiffusersSampler {
         }
     }
 
+    /// The time coordinate of the classes without a beta table that are not flow matching: the
+    /// EDM-style classes (the noise level, see [`Plan::sigma_data`]) and IPNDMScheduler (the
+    /// v-diffusion cosine schedule's time, which its network gets).
+    fn own_clock(&self) -> Option<Box<dyn Scheduler>> {
+        let r = &self.resolved;
+        if let Some(e) = r.edm {
+            return Some(Box::new(EdmClock { sigma_data: e.sigma_data, noise: e.noise, range: (0.0, f64::MAX) }));
+        }
+        (self.class() == SchedulerClass::Ipndm).then(|| Box::new(CosineVp { t_eps: f64::MIN_POSITIVE }) as _)
+    }
+
     /// The continuous-timestep clock (EulerDiscrete, `timestep_type = "continuous"`, v-prediction).
     fn quarter_log_clock(&self) -> Option<QuarterLogKsigma> {
         let r = &self.resolved;
@@ -251,33 +356,41 @@ impl DiffusersSampler {
         r.continuous_v.then(|| QuarterLogKsigma { ks_min: ks(first), ks_max: ks(last) })
     }
 
-    /// diffusers' `scheduler.timesteps` after `set_timesteps(steps)`.
-    pub fn timesteps(&self, steps: usize) -> Result<Vec<f64>> {
+    /// diffusers' `scheduler.timesteps` after `set_timesteps(steps)` (or a custom list, see
+    /// [`SetTimesteps`]).
+    pub fn timesteps(&self, steps: impl Into<SetTimesteps>) -> Result<Vec<f64>> {
         Ok(self.plan(steps)?.timesteps)
     }
 
     /// diffusers' `init_noise_sigma` after `set_timesteps(steps)`.
-    pub fn init_noise_sigma(&self, steps: usize) -> Result<f64> {
+    pub fn init_noise_sigma(&self, steps: impl Into<SetTimesteps>) -> Result<f64> {
         Ok(self.plan(steps)?.init_noise_sigma)
     }
 
-    /// diffusers' schedule for `steps` inference steps, with the solver for that count.
-    pub fn plan(&self, steps: usize) -> Result<Plan> {
-        if steps == 0 {
+    /// diffusers' schedule after `set_timesteps(steps)`: a step count, or custom timesteps /
+    /// sigmas where the class takes them ([`SetTimesteps`]), with the solver for it.
+    pub fn plan(&self, steps: impl Into<SetTimesteps>) -> Result<Plan> {
+        let request = steps.into();
+        let size = request.len();
+        if size == 0 {
             return Err(Error::ZeroSteps);
         }
-        if steps > MAX_STEPS {
+        if size > MAX_STEPS {
             // a table class names its table (fewer steps than training timesteps), others the limit
             return Err(match self.resolved.alphas_cumprod.len() {
-                0 => Error::TooLarge { what: "steps", requested: steps, limit: MAX_STEPS },
-                n => Error::TooManySteps { steps, max: n },
+                0 => Error::TooLarge { what: "steps", requested: size, limit: MAX_STEPS },
+                n => Error::TooManySteps { steps: size, max: n },
             });
         }
-        let mut table = self.resolved.timetable(steps, self.mu)?;
+        let mut table = self.resolved.timetable(&request, self.mu)?;
+        let steps = table.inference_steps;
         // a repeated sigma still calls the model in diffusers; most classes' `step` leaves the
-        // sample as it is there, UniPC (its corrector for the previous step runs) and singlestep
-        // DPM-Solver (it recomputes its group from the group's start) move it
-        if !matches!(self.class(), SchedulerClass::UniPcMultistep | SchedulerClass::DpmSolverSinglestep) {
+        // sample as it is there, UniPC and SA-Solver (their corrector for the previous step runs)
+        // and singlestep DPM-Solver (it recomputes its group from the group's start) move it
+        if !matches!(
+            self.class(),
+            SchedulerClass::UniPcMultistep | SchedulerClass::DpmSolverSinglestep | SchedulerClass::SaSolver
+        ) {
             for st in table.steps.iter_mut().filter(|st| st.from.lambda == st.to.lambda) {
                 st.kind = StepKind::EvaluateOnly;
             }
@@ -301,6 +414,7 @@ impl DiffusersSampler {
             init_noise_sigma: table.init_noise_sigma,
             steps: table.steps,
             scaled: table.scaled,
+            sigma_data: table.sigma_data,
             inference_steps: steps,
             solver: self.solver(steps),
         })
@@ -313,15 +427,32 @@ impl DiffusersSampler {
 
     /// The class's model: `denoiser` bound to `schedule` (normally [`DiffusersSampler::schedule`])
     /// with the class's prediction type and data transform.
+    ///
+    /// The EDM-style classes' network returns EDM's `F` (`D = c_skip x + c_out F`): with
+    /// `prediction_type = "v_prediction"` that is the v-prediction of this crate's sample (see
+    /// [`Plan::sigma_data`]), with `"epsilon"` its negative, which the model negates.
     pub fn model<'a>(&self, denoiser: impl Denoiser + 'a, schedule: &'a dyn Scheduler) -> Result<Model<'a>> {
-        Model::new(denoiser, schedule, self.resolved.prediction).with_data_transform(self.resolved.transform)
+        let prediction = self.resolved.prediction;
+        let model = if self.resolved.edm.is_some_and(|e| e.negate) {
+            let mut inner = denoiser;
+            let negated = move |x: &Tensor, t: f64| -> candle_core::Result<Tensor> { inner.denoise(x, t)?.neg() };
+            Model::new(negated, schedule, prediction)
+        } else {
+            Model::new(denoiser, schedule, prediction)
+        };
+        model.with_data_transform(self.resolved.transform)
     }
 
     /// Run the pipeline loop: start from `noise * init_noise_sigma` and take `steps` steps with
     /// the network `denoiser` (called with the model input and the timestep, as
     /// `unet(scale_model_input(x, t), t)`); returns the final sample. Stochastic classes draw
     /// their noise from a [`SeededNoise`] (see [`DiffusersSampler::seed`]).
-    pub fn sample(&self, denoiser: &mut dyn Denoiser, noise: &Tensor, steps: usize) -> Result<Tensor> {
+    pub fn sample(
+        &self,
+        denoiser: &mut dyn Denoiser,
+        noise: &Tensor,
+        steps: impl Into<SetTimesteps>,
+    ) -> Result<Tensor> {
         self.sample_with(denoiser, noise, steps, &mut self.noise(), |_| {})
     }
 
@@ -357,11 +488,13 @@ impl DiffusersSampler {
         &self,
         denoiser: &mut dyn Denoiser,
         noise: &Tensor,
-        steps: usize,
+        steps: impl Into<SetTimesteps>,
         source: &mut dyn NoiseSource,
         on_step: impl FnMut(&Progress),
     ) -> Result<Tensor> {
-        let plan = self.plan(steps)?;
+        let request = steps.into();
+        let steps = request.len();
+        let plan = self.plan(request)?;
         let schedule = self.schedule()?;
         // the network is called at every step's start: a timestep of the table (diffusers would
         // clamp the sigma of one outside it and still pass the timestep to the network; the plan
@@ -392,7 +525,7 @@ impl DiffusersSampler {
         &self,
         denoiser: &mut dyn Denoiser,
         noise: &Tensor,
-        steps: usize,
+        steps: impl Into<SetTimesteps>,
         source: &mut dyn NoiseSource,
     ) -> Result<DiffusersRun> {
         let mut model_times = Vec::new();

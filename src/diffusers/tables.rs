@@ -2,11 +2,13 @@
 //! and Lu-lambda sigmas of diffusers 0.42.1 (its float32 tables are [`crate::schedule`]'s table
 //! builder, its numpy helpers `crate::math::numpy`).
 
-use crate::math::numpy::linspace;
+use crate::math::numpy::{linspace, log_f32};
 
-/// diffusers' `_sigma_to_t`: the fractional training index whose log-sigma is `ln(sigma)`, by
-/// linear interpolation in log-sigma over the table (clamped to its ends).
-pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
+/// diffusers' `_sigma_to_t` for a float64 sigma: the fractional training index whose log-sigma
+/// is `ln(sigma)`, by linear interpolation in log-sigma over the table (clamped to its ends).
+/// With `f32_table` the table holds float32 values and, as numpy computes with them, the
+/// difference of two neighbours is taken in float32.
+pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64], f32_table: bool) -> f64 {
     let log_sigma = sigma.max(1e-10).ln();
     let n = log_sigmas.len();
     // last index whose log-sigma is <= log_sigma (0 if none), clipped to n - 2 (the table
@@ -14,9 +16,23 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
     let low = log_sigmas.partition_point(|&l| log_sigma - l >= 0.0).saturating_sub(1);
     let low = low.min(n - 2);
     let (lo, hi) = (log_sigmas[low], log_sigmas[low + 1]);
-    let w = ((lo - log_sigma) / (lo - hi)).clamp(0.0, 1.0);
+    let den = if f32_table { (lo as f32 - hi as f32) as f64 } else { lo - hi };
+    let w = ((lo - log_sigma) / den).clamp(0.0, 1.0);
     let w = if w.is_nan() { 0.0 } else { w };
     (1.0 - w) * low as f64 + w * (low + 1) as f64
+}
+
+/// diffusers' `_sigma_to_t` for a float32 sigma (EulerDiscrete's custom `sigmas`), where numpy
+/// computes everything but the last line in float32: `log` (numpy's, [`log_f32`]), the
+/// distances, the weight `w`; then `(1 - w) low + w high` in float64.
+pub(crate) fn sigma_to_t_f32(sigma: f32, log_sigmas: &[f32]) -> f64 {
+    let log_sigma = log_f32(sigma.max(1e-10));
+    let n = log_sigmas.len();
+    let low = log_sigmas.partition_point(|&l| log_sigma - l >= 0.0).saturating_sub(1).min(n - 2);
+    let (lo, hi) = (log_sigmas[low], log_sigmas[low + 1]);
+    let w = ((lo - log_sigma) / (lo - hi)).clamp(0.0, 1.0);
+    let w = if w.is_nan() { 0.0 } else { w };
+    (1.0 - w) as f64 * low as f64 + w as f64 * (low + 1) as f64
 }
 
 /// Karras et al. (rho = 7) sigmas between `sigma_max` and `sigma_min`.

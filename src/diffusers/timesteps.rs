@@ -3,14 +3,17 @@
 //! The spacings are the crate's one copy ([`crate::grid`]'s diffusers spacing), the sigma
 //! conversions those of [`super::tables`].
 
-use super::config::{cfg_err, FinalSigmas, InterpolationType, SchedulerClass, TimeShiftType, TimestepSpacing};
-use super::resolve::{Conversion, Resolved};
+use super::config::{
+    cfg_err, EdmSigmaSchedule, FinalSigmas, InterpolationType, SchedulerClass, TimeShiftType, TimestepSpacing,
+};
+use super::resolve::{Conversion, EdmClock, EdmNoise, Resolved};
+use super::sampler::SetTimesteps;
 use super::tables;
 use super::{DdimTarget, FlowShift, TablePrecision, TimestepRounding};
 use crate::error::{Error, Result};
 use crate::grid::{diffusers_timesteps, DiffusersTimesteps, Step};
-use crate::math::numpy::{interp, linspace};
-use crate::schedule::{torch_linspace_f32, Point};
+use crate::math::numpy::{interp, linspace, log_f32};
+use crate::schedule::{torch_linspace_f32, Point, Scheduler};
 use crate::solvers::pndm_points;
 
 /// A planner's output for one step count.
@@ -23,14 +26,33 @@ pub(crate) struct Timetable {
     pub init_noise_sigma: f64,
     /// The steps (all [`crate::StepKind::Solve`]).
     pub steps: Vec<Step>,
-    /// The class works on `x / alpha`.
+    /// The class works on `x / alpha` (times `sigma_data` for the EDM-style classes).
     pub scaled: bool,
+    /// The EDM-style classes' `sigma_data` (1 for the others).
+    pub sigma_data: f64,
+    /// diffusers' `num_inference_steps` after `set_timesteps`.
+    pub inference_steps: usize,
 }
 
 impl Timetable {
     fn new(timesteps: Vec<f64>, sigmas: Vec<f64>, steps: Vec<Step>) -> Timetable {
-        Timetable { timesteps, sigmas, init_noise_sigma: 1.0, steps, scaled: false }
+        let inference_steps = steps.len();
+        Timetable { timesteps, sigmas, init_noise_sigma: 1.0, steps, scaled: false, sigma_data: 1.0, inference_steps }
     }
+}
+
+/// Where the Euler-type planners start from: spaced timesteps, or a custom list.
+#[derive(Clone, Copy)]
+enum EulerBase<'a> {
+    Steps(usize),
+    Timesteps(&'a [f64]),
+    /// Custom sigmas, the final one included.
+    Sigmas(&'a [f64]),
+}
+
+/// The error for a custom list a class's `set_timesteps` does not take (or not with its options).
+fn refuse_list<T>(argument: &str, message: impl Into<String>) -> Result<T> {
+    cfg_err(argument, message)
 }
 
 impl DiffusersTimesteps {
@@ -46,19 +68,184 @@ impl DiffusersTimesteps {
 }
 
 impl Resolved {
-    /// diffusers' timetable for `steps` inference steps (`mu`: dynamic shifting).
-    pub(crate) fn timetable(&self, steps: usize, mu: Option<f64>) -> Result<Timetable> {
+    /// diffusers' timetable after `set_timesteps(request)` (`mu`: dynamic shifting).
+    pub(crate) fn timetable(&self, request: &SetTimesteps, mu: Option<f64>) -> Result<Timetable> {
+        match request {
+            SetTimesteps::Steps(steps) => self.timetable_steps(*steps, mu),
+            SetTimesteps::Timesteps(ts) => self.custom_timesteps(ts, mu),
+            SetTimesteps::Sigmas(sigmas) => self.custom_sigmas(sigmas, mu),
+            SetTimesteps::Both { timesteps, sigmas } => {
+                if self.class != SchedulerClass::FlowMatchEulerDiscrete {
+                    return refuse_list(
+                        "sigmas",
+                        format!(
+                            "{}.set_timesteps does not take timesteps and sigmas together (only \
+                             FlowMatchEulerDiscreteScheduler does)",
+                            self.class.name()
+                        ),
+                    );
+                }
+                self.plan_flow_match(FlowBase::Both(timesteps, sigmas), mu)
+            }
+        }
+    }
+
+    fn timetable_steps(&self, steps: usize, mu: Option<f64>) -> Result<Timetable> {
         use SchedulerClass as C;
         match self.class {
             C::Ddim | C::Ddpm => self.plan_ddim(steps),
             C::DdimInverse => self.plan_ddim_inverse(steps),
             C::Pndm => self.plan_pndm(steps),
-            C::DpmSolverMultistep | C::DpmSolverSinglestep | C::DeisMultistep | C::UniPcMultistep => {
-                self.plan_multistep(steps, mu)
+            C::DpmSolverMultistep | C::DpmSolverSinglestep | C::DeisMultistep | C::UniPcMultistep | C::SaSolver => {
+                self.plan_multistep(steps, mu, None)
             }
             C::DpmSolverMultistepInverse => self.plan_dpm_inverse(steps),
-            C::EulerDiscrete | C::HeunDiscrete | C::LmsDiscrete | C::EulerAncestralDiscrete => self.plan_euler(steps),
-            C::FlowMatchEulerDiscrete => self.plan_flow_match(steps, mu),
+            C::EulerDiscrete | C::HeunDiscrete | C::LmsDiscrete | C::EulerAncestralDiscrete => {
+                self.plan_euler(EulerBase::Steps(steps))
+            }
+            C::FlowMatchEulerDiscrete => self.plan_flow_match(FlowBase::Steps(steps), mu),
+            C::FlowMatchHeunDiscrete => Ok(heun_interleave(self.plan_flow_match(FlowBase::Steps(steps), mu)?)),
+            C::KDpm2Discrete | C::KDpm2AncestralDiscrete | C::DpmSolverSde => self.plan_two_stage(steps),
+            C::EdmEuler | C::EdmDpmSolverMultistep | C::CosineDpmSolverMultistep => self.plan_edm(steps, None),
+            C::Lcm | C::Tcd => {
+                let ts = self.lcm_timesteps(steps)?;
+                self.plan_lcm(&ts)
+            }
+            C::Ipndm => self.plan_ipndm(steps),
+        }
+    }
+
+    /// `set_timesteps(timesteps=[...])` where the class takes it (diffusers 0.42.1).
+    fn custom_timesteps(&self, ts: &[f64], mu: Option<f64>) -> Result<Timetable> {
+        use SchedulerClass as C;
+        let class = self.class;
+        if ts.is_empty() {
+            return refuse_list("timesteps", "is empty: give at least one timestep");
+        }
+        if let Some(t) = ts.iter().find(|t| !t.is_finite()) {
+            return refuse_list("timesteps", format!("holds {t}: every timestep must be a finite number"));
+        }
+        // the options under which diffusers refuses custom timesteps
+        let conversion = match self.conversion {
+            Conversion::Karras => Some("use_karras_sigmas"),
+            Conversion::Lu => Some("use_lu_lambdas"),
+            Conversion::Exponential => Some("use_exponential_sigmas"),
+            Conversion::Beta => Some("use_beta_sigmas"),
+            Conversion::Flow => Some("use_flow_sigmas"),
+            Conversion::Interp => None,
+        };
+        let takes = matches!(
+            class,
+            C::Ddpm | C::DpmSolverMultistep | C::DpmSolverSinglestep | C::EulerDiscrete | C::HeunDiscrete
+        ) || matches!(class, C::Lcm | C::Tcd | C::FlowMatchEulerDiscrete);
+        if !takes {
+            return refuse_list(
+                "timesteps",
+                format!(
+                    "{}.set_timesteps takes no custom timesteps (diffusers 0.42.1: DDPM, DPMSolverMultistep, \
+                     DPMSolverSinglestep, EulerDiscrete, HeunDiscrete, FlowMatchEulerDiscrete, LCM and TCD do)",
+                    class.name()
+                ),
+            );
+        }
+        if let (Some(key), false) = (conversion, class == C::FlowMatchEulerDiscrete) {
+            return refuse_list("timesteps", format!("cannot be set with {key} = true (diffusers refuses it)"));
+        }
+        if class == C::EulerDiscrete && self.continuous_v {
+            return refuse_list(
+                "timesteps",
+                "cannot be set with timestep_type = \"continuous\" and v_prediction (diffusers refuses it)",
+            );
+        }
+        if class == C::FlowMatchEulerDiscrete {
+            return self.plan_flow_match(FlowBase::Timesteps(ts), mu);
+        }
+        let last = (self.n_train - 1) as f64;
+        let integer = matches!(class, C::Ddpm | C::DpmSolverMultistep | C::DpmSolverSinglestep | C::Lcm | C::Tcd);
+        for (i, &t) in ts.iter().enumerate() {
+            if integer && t.fract() != 0.0 {
+                return refuse_list(
+                    "timesteps",
+                    format!(
+                        "timesteps[{i}] = {t}: {} takes integer timesteps (diffusers would truncate it): pass integers",
+                        class.name()
+                    ),
+                );
+            }
+            if !(0.0..=last).contains(&t) {
+                return refuse_list(
+                    "timesteps",
+                    format!("timesteps[{i}] = {t} lies outside the table's 0..={last}: pass training timesteps"),
+                );
+            }
+            if i > 0 && t >= ts[i - 1] {
+                return refuse_list(
+                    "timesteps",
+                    format!("must be in descending order (diffusers' `custom_timesteps` check): timesteps[{i}] = {t}"),
+                );
+            }
+        }
+        match class {
+            C::Ddpm => self.plan_ddim_on(ts.to_vec()),
+            C::DpmSolverMultistep | C::DpmSolverSinglestep => self.plan_multistep(ts.len(), mu, Some(ts)),
+            C::EulerDiscrete | C::HeunDiscrete => self.plan_euler(EulerBase::Timesteps(ts)),
+            _ => self.plan_lcm(ts), // LCM, TCD
+        }
+    }
+
+    /// `set_timesteps(sigmas=[...])` where the class takes it (diffusers 0.42.1).
+    fn custom_sigmas(&self, sigmas: &[f64], mu: Option<f64>) -> Result<Timetable> {
+        use SchedulerClass as C;
+        let class = self.class;
+        if let Some(v) = sigmas.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return refuse_list("sigmas", format!("holds {v}: every sigma must be a finite number >= 0"));
+        }
+        match class {
+            C::EulerDiscrete => {
+                if sigmas.len() < 2 {
+                    return refuse_list(
+                        "sigmas",
+                        "EulerDiscreteScheduler takes the sigmas of every step and the final one: give at least 2",
+                    );
+                }
+                for i in 1..sigmas.len() {
+                    if sigmas[i] >= sigmas[i - 1] {
+                        return refuse_list(
+                            "sigmas",
+                            format!("must decrease strictly (sigmas[{i}] = {} after {})", sigmas[i], sigmas[i - 1]),
+                        );
+                    }
+                }
+                self.plan_euler(EulerBase::Sigmas(sigmas))
+            }
+            C::FlowMatchEulerDiscrete => self.plan_flow_match(FlowBase::Sigmas(sigmas), mu),
+            C::UniPcMultistep => {
+                if self.conversion != Conversion::Flow {
+                    return refuse_list(
+                        "sigmas",
+                        "UniPCMultistepScheduler takes custom sigmas only with use_flow_sigmas = true (diffusers \
+                         refuses them otherwise)",
+                    );
+                }
+                if sigmas.is_empty() {
+                    return refuse_list("sigmas", "is empty: give one flow sigma per step");
+                }
+                self.plan_multistep(sigmas.len(), mu, Some(sigmas))
+            }
+            C::EdmEuler => {
+                if sigmas.is_empty() {
+                    return refuse_list("sigmas", "is empty: give one ramp value per step");
+                }
+                self.plan_edm(sigmas.len(), Some(sigmas))
+            }
+            _ => refuse_list(
+                "sigmas",
+                format!(
+                    "{}.set_timesteps takes no custom sigmas (diffusers 0.42.1: EulerDiscrete, \
+                     FlowMatchEulerDiscrete, UniPCMultistep with flow sigmas and EDMEuler do)",
+                    class.name()
+                ),
+            ),
         }
     }
 
@@ -77,7 +264,8 @@ impl Resolved {
 
     fn log_ksigmas(&self, ks: &[f64]) -> Vec<f64> {
         match self.quirks.precision {
-            TablePrecision::Float32 => ks.iter().map(|&s| (s as f32).ln() as f64).collect(),
+            // numpy's float32 log, to the bit (diffusers' `np.log(sigmas)`)
+            TablePrecision::Float32 => ks.iter().map(|&s| log_f32(s as f32) as f64).collect(),
             TablePrecision::Float64 => ks.iter().map(|s| s.ln()).collect(),
         }
     }
@@ -132,7 +320,12 @@ impl Resolved {
     }
 
     fn plan_ddim(&self, steps: usize) -> Result<Timetable> {
-        let ts = self.ddim_timesteps(steps)?;
+        self.plan_ddim_on(self.ddim_timesteps(steps)?)
+    }
+
+    /// DDIM / DDPM steps through the descending integer timesteps `ts`.
+    fn plan_ddim_on(&self, ts: Vec<f64>) -> Result<Timetable> {
+        let steps = ts.len();
         let stride = (self.n_train / steps) as i64;
         let final_point = |t: f64| if self.set_alpha_to_one { Point::clean(t) } else { self.vp_point(t, 0) };
         let count = ts.len();
@@ -320,7 +513,8 @@ impl Resolved {
         s
     }
 
-    fn plan_multistep(&self, steps: usize, mu: Option<f64>) -> Result<Timetable> {
+    /// The multistep classes; `custom`: DPMSolver's custom timesteps or UniPC's custom flow sigmas.
+    fn plan_multistep(&self, steps: usize, mu: Option<f64>, custom: Option<&[f64]>) -> Result<Timetable> {
         let class = self.class;
         let conv = self.conversion;
         let table = self.ksigmas();
@@ -336,13 +530,16 @@ impl Resolved {
         let flow = conv == Conversion::Flow;
         let (timesteps, sigmas): (Vec<f64>, Vec<f64>) = match conv {
             Conversion::Interp => {
-                let ts = self.multistep_timesteps(steps, self.last_timestep()?)?;
+                let ts = match custom {
+                    Some(ts) => ts.to_vec(),
+                    None => self.multistep_timesteps(steps, self.last_timestep()?)?,
+                };
                 let s = ts.iter().map(|&t| interp(t, &table)).collect();
                 (ts, s)
             }
             Conversion::Flow => {
                 let s = if class == SchedulerClass::UniPcMultistep {
-                    self.unipc_flow_sigmas(steps, mu)?
+                    self.unipc_flow_sigmas(steps, mu, custom)?
                 } else {
                     self.multistep_flow_sigmas(steps, mu)
                 };
@@ -357,7 +554,7 @@ impl Resolved {
                 let ts = s
                     .iter()
                     .map(|&x| {
-                        let t = tables::sigma_to_t(x, &log_table);
+                        let t = self.sigma_to_t(x, &log_table);
                         if exact {
                             t
                         } else if round {
@@ -373,8 +570,8 @@ impl Resolved {
         // the final sigma
         let own_last = if conv == Conversion::Interp { table[0] } else { sigmas[sigmas.len() - 1] };
         let sigma_last = match class {
-            // DEIS: the table's smallest sigma, or its converted sigmas' last one repeated
-            SchedulerClass::DeisMultistep => Some(own_last),
+            // DEIS, SA-Solver: the table's smallest sigma, or their converted sigmas' last one repeated
+            SchedulerClass::DeisMultistep | SchedulerClass::SaSolver => Some(own_last),
             SchedulerClass::UniPcMultistep => match final_type {
                 FinalSigmas::Zero => None,
                 FinalSigmas::SigmaMin => Some(own_last),
@@ -396,9 +593,12 @@ impl Resolved {
         Ok(Timetable::new(timesteps, all, Step::chain(&points)))
     }
 
-    fn unipc_flow_sigmas(&self, steps: usize, mu: Option<f64>) -> Result<Vec<f64>> {
+    fn unipc_flow_sigmas(&self, steps: usize, mu: Option<f64>, custom: Option<&[f64]>) -> Result<Vec<f64>> {
         let n = self.n_train as f64;
-        let base: Vec<f64> = linspace(1.0, 1.0 / n, steps + 1)[..steps].to_vec();
+        let base: Vec<f64> = match custom {
+            Some(c) => c.to_vec(),
+            None => linspace(1.0, 1.0 / n, steps + 1)[..steps].to_vec(),
+        };
         let mut s: Vec<f64> = if self.flow.dynamic {
             let mu = mu.ok_or_else(needs_mu)?;
             base.iter().map(|&t| time_shift(self.flow.time_shift, mu, t)).collect()
@@ -448,46 +648,63 @@ impl Resolved {
         Ok(Timetable::new(ts, all, Step::chain(&points)))
     }
 
-    fn plan_euler(&self, steps: usize) -> Result<Timetable> {
-        let class = self.class;
+    /// The spaced float32 timesteps of the Euler-type classes, descending (unrounded with
+    /// `linspace`; `f32`: cast to float32 as Euler, Heun, LMS and KDPM2 do, DPMSolverSDE keeps
+    /// float64).
+    fn euler_timesteps(&self, steps: usize, f32: bool) -> Result<Vec<f64>> {
         let n = self.n_train;
         if self.spacing == TimestepSpacing::Leading && n / steps == 0 {
             return Err(Error::TooManySteps { steps, max: n });
         }
-        // float32 timesteps, unrounded with linspace
         let rule = match DiffusersTimesteps::of(self.spacing, self.steps_offset, n, steps) {
             DiffusersTimesteps::Linspace { .. } => DiffusersTimesteps::Linspace { round: false },
             rule => rule,
         };
-        let mut ts: Vec<f64> = diffusers_timesteps(rule, n, steps).into_iter().rev().map(|t| t as f32 as f64).collect();
         // no range check: sigmas are interpolated (clamped to the table's ends)
+        Ok(diffusers_timesteps(rule, n, steps)
+            .into_iter()
+            .rev()
+            .map(|t| if f32 { t as f32 as f64 } else { t })
+            .collect())
+    }
+
+    /// `init_noise_sigma` of the k-diffusion-style classes: the largest sigma, or with `leading`
+    /// spacing `sqrt(sigma_max^2 + 1)` (float32).
+    fn k_init_noise_sigma(&self, sigmas: &[f64]) -> f64 {
+        let max_sigma = sigmas.iter().cloned().fold(0.0f64, f64::max);
+        match self.spacing {
+            TimestepSpacing::Linspace | TimestepSpacing::Trailing => max_sigma,
+            TimestepSpacing::Leading => self.f32((max_sigma * max_sigma + 1.0).sqrt()),
+        }
+    }
+
+    fn plan_euler(&self, base: EulerBase) -> Result<Timetable> {
+        let class = self.class;
         let table = self.ksigmas();
         let log_table = self.log_ksigmas(&table);
-        let mut sigmas: Vec<f64> = match self.interpolation {
-            InterpolationType::Linear => ts.iter().map(|&t| interp(t, &table)).collect(),
-            InterpolationType::LogLinear => {
-                // torch.linspace(log(sigmas[-1]), log(sigmas[0]), steps + 1).exp(), float32
-                let (lo, hi) = (table[table.len() - 1].ln(), table[0].ln());
-                match self.quirks.precision {
-                    TablePrecision::Float32 => {
-                        torch_linspace_f32(lo, hi, steps + 1).into_iter().map(|v| v.exp() as f64).collect()
-                    }
-                    TablePrecision::Float64 => linspace(lo, hi, steps + 1).into_iter().map(f64::exp).collect(),
-                }
-            }
-        };
-        if matches!(self.conversion, Conversion::Karras | Conversion::Exponential | Conversion::Beta) {
-            // converted from the interpolated sigmas (their ends), timesteps from _sigma_to_t
-            sigmas = self.convert(&sigmas, steps);
-            ts = sigmas.iter().map(|&s| self.f32(tables::sigma_to_t(s, &log_table))).collect();
-        }
         let final_sigma = if class == SchedulerClass::EulerDiscrete && self.final_sigmas == FinalSigmas::SigmaMin {
             table[0]
         } else {
             0.0
         };
-        let mut all: Vec<f64> = sigmas.iter().map(|&s| self.f32(s)).collect();
-        all.push(self.f32(final_sigma));
+        let (mut ts, all) = match base {
+            EulerBase::Sigmas(custom) => {
+                // float32 sigmas as given (the final one included); timesteps from _sigma_to_t in float32
+                let all: Vec<f64> = custom.iter().map(|&s| self.f32(s)).collect();
+                let log32: Vec<f32> = table.iter().map(|&s| log_f32(s as f32)).collect();
+                let ts =
+                    all[..all.len() - 1].iter().map(|&s| self.f32(tables::sigma_to_t_f32(s as f32, &log32))).collect();
+                (ts, all)
+            }
+            EulerBase::Timesteps(custom) => {
+                let ts = custom.iter().map(|&t| t as f32 as f64).collect();
+                self.euler_sigmas(ts, custom.len(), &table, &log_table, final_sigma)
+            }
+            EulerBase::Steps(steps) => {
+                let ts = self.euler_timesteps(steps, true)?;
+                self.euler_sigmas(ts, steps, &table, &log_table, final_sigma)
+            }
+        };
         if self.continuous_v {
             ts = all[..all.len() - 1].iter().map(|&s| self.f32(0.25 * (s as f32).ln() as f64)).collect();
         }
@@ -497,27 +714,313 @@ impl Resolved {
         }
         let points: Vec<Point> =
             (0..=count).map(|i| self.sigma_point(if i < count { ts[i] } else { -1.0 }, all[i], false)).collect();
-        let max_sigma = all.iter().cloned().fold(0.0f64, f64::max);
-        let init_noise_sigma = match self.spacing {
-            TimestepSpacing::Linspace | TimestepSpacing::Trailing => max_sigma,
-            TimestepSpacing::Leading => self.f32((max_sigma * max_sigma + 1.0).sqrt()),
-        };
-        let timesteps = if class == SchedulerClass::HeunDiscrete {
-            // the model is called at t_0, then t_i twice for i >= 1 (the last step into sigma = 0 once)
-            let mut v = vec![ts[0]];
-            for &t in &ts[1..] {
-                v.push(t);
-                v.push(t);
-            }
-            v
-        } else {
-            ts
-        };
-        Ok(Timetable { timesteps, sigmas: all, init_noise_sigma, steps: Step::chain(&points), scaled: true })
+        let init_noise_sigma = self.k_init_noise_sigma(&all);
+        let timesteps = if class == SchedulerClass::HeunDiscrete { heun_times(&ts) } else { ts };
+        Ok(Timetable {
+            timesteps,
+            sigmas: all,
+            init_noise_sigma,
+            steps: Step::chain(&points),
+            scaled: true,
+            sigma_data: 1.0,
+            inference_steps: count,
+        })
     }
 
-    fn plan_flow_match(&self, steps: usize, mu: Option<f64>) -> Result<Timetable> {
+    /// Sigmas of the Euler-type classes at their float32 timesteps `ts` (`steps` of them),
+    /// converted where the config says (the timesteps then from `_sigma_to_t`), float32, with the
+    /// final sigma appended.
+    fn euler_sigmas(
+        &self,
+        mut ts: Vec<f64>,
+        steps: usize,
+        table: &[f64],
+        log_table: &[f64],
+        final_sigma: f64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut sigmas: Vec<f64> = match self.interpolation {
+            InterpolationType::Linear => ts.iter().map(|&t| interp(t, table)).collect(),
+            InterpolationType::LogLinear => {
+                // torch.linspace(log(sigmas[-1]), log(sigmas[0]), steps + 1).exp(), float32
+                let (lo, hi) = (table[table.len() - 1], table[0]);
+                match self.quirks.precision {
+                    // np.log of the float32 table's ends (numpy's float32 log)
+                    TablePrecision::Float32 => {
+                        let (lo, hi) = (log_f32(lo as f32) as f64, log_f32(hi as f32) as f64);
+                        torch_linspace_f32(lo, hi, steps + 1).into_iter().map(|v| v.exp() as f64).collect()
+                    }
+                    TablePrecision::Float64 => {
+                        linspace(lo.ln(), hi.ln(), steps + 1).into_iter().map(f64::exp).collect()
+                    }
+                }
+            }
+        };
+        if matches!(self.conversion, Conversion::Karras | Conversion::Exponential | Conversion::Beta) {
+            sigmas = self.convert(&sigmas, steps);
+            ts = sigmas.iter().map(|&s| self.f32(self.sigma_to_t(s, log_table))).collect();
+        }
+        let mut all: Vec<f64> = sigmas.iter().map(|&s| self.f32(s)).collect();
+        all.push(self.f32(final_sigma));
+        (ts, all)
+    }
+
+    /// diffusers' `_sigma_to_t` for a float64 sigma against the log-sigma table in the table's
+    /// precision (a float32 table's differences are taken in float32, as numpy does).
+    fn sigma_to_t(&self, sigma: f64, log_table: &[f64]) -> f64 {
+        tables::sigma_to_t(sigma, log_table, self.quirks.precision == TablePrecision::Float32)
+    }
+
+    /// KDPM2, KDPM2-ancestral and DPMSolverSDE: Euler-type sigmas, two model calls per step.
+    /// diffusers' timesteps interleave each step's second-stage time (DPM-2: at the geometric mean
+    /// of the step's noise levels, or of the noise level and the ancestral `sigma_down`;
+    /// DPMSolverSDE: the midpoint in `-ln(sigma)`); the solver places that stage itself.
+    fn plan_two_stage(&self, steps: usize) -> Result<Timetable> {
+        use SchedulerClass as C;
+        let class = self.class;
+        let sde = class == C::DpmSolverSde;
+        let table = self.ksigmas();
+        let log_table = self.log_ksigmas(&table);
+        let mut ts = self.euler_timesteps(steps, !sde)?;
+        let mut sigmas: Vec<f64> = ts.iter().map(|&t| interp(t, &table)).collect();
+        let conversion = self.conversion;
+        if matches!(conversion, Conversion::Karras | Conversion::Exponential | Conversion::Beta) {
+            sigmas = if sde && conversion == Conversion::Karras {
+                // DPMSolverSDE's own Karras conversion ignores a config's sigma_min / sigma_max
+                tables::karras(sigmas[sigmas.len() - 1], sigmas[0], steps)
+            } else {
+                self.convert(&sigmas, steps)
+            };
+            ts = sigmas
+                .iter()
+                .map(|&s| {
+                    let t = self.sigma_to_t(s, &log_table);
+                    let exact = self.quirks.timestep_rounding == TimestepRounding::Exact;
+                    // KDPM2's Karras timesteps are rounded, its other conversions' and DPMSolverSDE's not
+                    if conversion == Conversion::Karras && !sde && !exact {
+                        t.round_ties_even()
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+        }
+        let mut all: Vec<f64> = sigmas.iter().map(|&s| self.f32(s)).collect();
+        all.push(0.0);
+        let count = ts.len();
+        let log32: Vec<f32> = table.iter().map(|&s| log_f32(s as f32)).collect();
+        let t_of = |s: f64| tables::sigma_to_t_f32(s as f32, &log32);
+        let geo = |a: f64, b: f64| self.f32((0.5 * (a.ln() + b.ln())).exp());
+        // the second stage of step i (from all[i] to all[i + 1]), where diffusers calls the model
+        let second: Vec<f64> = (0..count.saturating_sub(1))
+            .map(|i| match class {
+                C::KDpm2Discrete => t_of(geo(all[i], all[i + 1])),
+                C::KDpm2AncestralDiscrete => {
+                    // sigma_up and sigma_down as diffusers computes them, in float32 (the latter
+                    // cancels to a few digits on the last two-stage step)
+                    let (s, next) = (all[i] as f32, all[i + 1] as f32);
+                    let up = (next * next * (s * s - next * next) / (s * s)).sqrt();
+                    let down = (next * next - up * up).max(0.0).sqrt();
+                    t_of(geo(s as f64, down as f64))
+                }
+                _ => self.sigma_to_t((sigmas[i] * sigmas[i + 1]).sqrt(), &log_table),
+            })
+            .collect();
+        let mut timesteps = Vec::with_capacity(2 * count);
+        for (i, &t0) in ts.iter().enumerate().take(count) {
+            timesteps.push(t0);
+            if let Some(&t) = second.get(i) {
+                timesteps.push(t);
+            }
+        }
+        let points: Vec<Point> =
+            (0..=count).map(|i| self.sigma_point(if i < count { ts[i] } else { -1.0 }, all[i], false)).collect();
+        Ok(Timetable {
+            timesteps,
+            init_noise_sigma: self.k_init_noise_sigma(&all),
+            sigmas: all,
+            steps: Step::chain(&points),
+            scaled: true,
+            sigma_data: 1.0,
+            inference_steps: count,
+        })
+    }
+
+    /// The EDM-style classes: noise levels from `sigma_min` / `sigma_max` (Karras or exponential),
+    /// the network's time `c_noise(sigma)`; `ramp`: EDMEuler's custom `sigmas` (a ramp in `[0, 1]`
+    /// that diffusers passes through its sigma schedule).
+    fn plan_edm(&self, steps: usize, ramp: Option<&[f64]>) -> Result<Timetable> {
+        use SchedulerClass as C;
+        let Some(e) = self.edm else {
+            return cfg_err("_class_name", "internal: an EDM planner without EDM options");
+        };
+        let euler = self.class == C::EdmEuler;
+        let (min_inv, max_inv) = (e.sigma_min.powf(1.0 / e.rho), e.sigma_max.powf(1.0 / e.rho));
+        let sigmas: Vec<f64> = match e.schedule {
+            EdmSigmaSchedule::Karras if euler => {
+                // EDMEuler: a float64 ramp (or the custom one), float64 arithmetic, then float32
+                let ramp = ramp.map_or_else(|| linspace(0.0, 1.0, steps), |r| r.to_vec());
+                ramp.iter().map(|&r| self.f32((max_inv + r * (min_inv - max_inv)).powf(e.rho))).collect()
+            }
+            EdmSigmaSchedule::Karras => {
+                // EDMDPMSolverMultistep / CosineDPMSolverMultistep: a float32 ramp, float32 arithmetic
+                let d = (min_inv - max_inv) as f32;
+                torch_linspace_f32(0.0, 1.0, steps)
+                    .into_iter()
+                    .map(|r| self.f32(((max_inv as f32 + r * d) as f64).powf(e.rho)))
+                    .collect()
+            }
+            // torch.linspace(ln sigma_min, ln sigma_max, n) (float32).exp().flip(0), for every class
+            EdmSigmaSchedule::Exponential => torch_linspace_f32(e.sigma_min.ln(), e.sigma_max.ln(), steps)
+                .into_iter()
+                .rev()
+                .map(|v| self.f32((v as f64).exp()))
+                .collect(),
+        };
+        if let Some(v) = sigmas.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return refuse_list("sigmas", format!("give the noise level {v}: a ramp must stay within [0, 1]"));
+        }
+        let timesteps: Vec<f64> = sigmas
+            .iter()
+            .map(|&s| match e.noise {
+                EdmNoise::QuarterLog => self.f32(0.25 * s.ln()),
+                EdmNoise::Atan => self.f32(s.atan() / std::f64::consts::FRAC_PI_2),
+            })
+            .collect();
+        let last = match self.final_sigmas {
+            FinalSigmas::Zero => 0.0,
+            // EDMEuler repeats its last sigma, the multistep classes end at the config's sigma_min
+            FinalSigmas::SigmaMin if euler => sigmas[sigmas.len() - 1],
+            // (the last float32 Karras sigma can round below sigma_min: diffusers' final step then
+            // goes up by an ulp, which is a repeated sigma here)
+            FinalSigmas::SigmaMin => self.f32(e.sigma_min).min(sigmas[sigmas.len() - 1]),
+        };
+        let mut all = sigmas;
+        all.push(last);
+        let clock = EdmClock { sigma_data: e.sigma_data, noise: e.noise, range: (0.0, f64::MAX) };
+        let count = timesteps.len();
+        let points: Vec<Point> =
+            (0..=count).map(|i| if all[i] == 0.0 { Point::clean(0.0) } else { clock.point(all[i]) }).collect();
+        Ok(Timetable {
+            timesteps,
+            sigmas: all,
+            init_noise_sigma: (e.sigma_max * e.sigma_max + 1.0).sqrt(),
+            steps: Step::chain(&points),
+            scaled: true,
+            sigma_data: e.sigma_data,
+            inference_steps: count,
+        })
+    }
+
+    /// LCMScheduler's / TCDScheduler's timesteps for `steps` steps: `steps` of the
+    /// `original_inference_steps` distillation timesteps `k i - 1` (`k = N // original`), evenly
+    /// indexed from the noisiest.
+    fn lcm_timesteps(&self, steps: usize) -> Result<Vec<f64>> {
+        let (n, original) = (self.n_train, self.original_steps);
+        if original > n {
+            return cfg_err(
+                "original_inference_steps",
+                format!(
+                    "{original} exceeds num_train_timesteps {n}: the distillation schedule is a subset of the table"
+                ),
+            );
+        }
+        if steps > n {
+            return Err(Error::TooManySteps { steps, max: n });
+        }
+        if steps > original {
+            return Err(Error::InvalidConfig(format!(
+                "{steps} steps exceed original_inference_steps = {original}: {} samples a subset of its {original} \
+                 distillation timesteps (diffusers refuses it)",
+                self.class.name()
+            )));
+        }
+        let k = n / original;
+        let origin: Vec<usize> = (1..=original).rev().map(|i| i * k - 1).collect();
+        let step = origin.len() as f64 / steps as f64;
+        Ok((0..steps).map(|i| origin[((i as f64 * step).floor() as usize).min(origin.len() - 1)] as f64).collect())
+    }
+
+    /// LCM / TCD steps through the descending integer timesteps `ts`: LCM's last step ends at
+    /// its data prediction (clean), TCD's at timestep 0 of the table.
+    fn plan_lcm(&self, ts: &[f64]) -> Result<Timetable> {
+        let count = ts.len();
+        let end = if self.class == SchedulerClass::Tcd { self.vp_point(0.0, 0) } else { Point::clean(-1.0) };
+        let mut points: Vec<Point> = ts.iter().map(|&t| self.vp_point(t, t as usize)).collect();
+        points.push(end);
+        let mut table = Timetable::new(ts.to_vec(), Vec::new(), Step::chain(&points));
+        table.inference_steps = count;
+        Ok(table)
+    }
+
+    /// IPNDMScheduler: its own cosine grid (`sigma = sin(pi s / 2)^2` for `s` from 1 down, in
+    /// float32), or `trained_betas` as the noise levels of the steps.
+    fn plan_ipndm(&self, steps: usize) -> Result<Timetable> {
+        let sigmas: Vec<f64> = match &self.ipndm_betas {
+            Some(b) if b.len() != steps + 1 => {
+                return cfg_err(
+                    "trained_betas",
+                    format!(
+                        "IPNDMScheduler takes trained_betas as the noise levels of the steps and the end: {} values \
+                         need {} steps, not {steps}",
+                        b.len(),
+                        b.len().saturating_sub(1)
+                    ),
+                )
+            }
+            Some(b) => b.iter().map(|&v| self.f32(v)).collect(),
+            None => {
+                let mut s: Vec<f64> = torch_linspace_f32(1.0, 0.0, steps + 1)[..steps]
+                    .iter()
+                    .map(|&v| {
+                        let angle = (v * std::f32::consts::PI) / 2.0;
+                        let sin = (angle as f64).sin() as f32;
+                        (sin * sin) as f64
+                    })
+                    .collect();
+                s.push(0.0);
+                s
+            }
+        };
+        let mut points = Vec::with_capacity(steps + 1);
+        for &sigma in &sigmas {
+            if !(0.0..=1.0).contains(&sigma) {
+                return cfg_err("trained_betas", format!("gives the noise level {sigma}: IPNDM's must lie in [0, 1]"));
+            }
+            if sigma == 0.0 {
+                points.push(Point::clean(0.0));
+                continue;
+            }
+            let alpha = self.f32((1.0 - sigma * sigma).max(0.0).sqrt());
+            let t = self.f32(sigma.atan2(alpha) / std::f64::consts::FRAC_PI_2);
+            points.push(Point::new(t, alpha, sigma));
+        }
+        let timesteps: Vec<f64> = points[..steps].iter().map(|p| p.t).collect();
+        Ok(Timetable::new(timesteps, sigmas, Step::chain(&points)))
+    }
+
+    fn plan_flow_match(&self, base: FlowBase, mu: Option<f64>) -> Result<Timetable> {
         let n = self.n_train as f64;
+        if let FlowBase::Both(t, s) = base {
+            if t.len() != s.len() {
+                return refuse_list(
+                    "sigmas",
+                    "`sigmas` and `timesteps` should have the same length (diffusers' check)",
+                );
+            }
+        }
+        for list in [base.timesteps(), base.sigmas()].into_iter().flatten() {
+            if list.is_empty() || list.iter().any(|v| !v.is_finite()) {
+                return refuse_list(
+                    if base.sigmas().is_some() { "sigmas" } else { "timesteps" },
+                    "must hold at least one finite value per step",
+                );
+            }
+        }
+        let steps = match base {
+            FlowBase::Steps(steps) => steps,
+            FlowBase::Timesteps(t) | FlowBase::Both(t, _) => t.len(),
+            FlowBase::Sigmas(s) => s.len(),
+        };
         let (shift, dynamic) = (self.flow.shift, self.flow.dynamic);
         // constructor: sigmas = linspace(1, N, N)[::-1] / N (float32), shifted unless dynamic
         let shift_f32 = |s: f32| -> f32 {
@@ -530,7 +1033,13 @@ impl Resolved {
         } else {
             (shift_f32(1.0) as f64, shift_f32(min_train) as f64)
         };
-        let mut s: Vec<f64> = linspace(sigma_max * n, sigma_min * n, steps).iter().map(|t| t / n).collect();
+        // custom lists are float32 (and so is everything numpy computes from them)
+        let custom_ts: Option<Vec<f64>> = base.timesteps().map(|t| t.iter().map(|&v| v as f32 as f64).collect());
+        let mut s: Vec<f64> = match (base.sigmas(), &custom_ts) {
+            (Some(sig), _) => sig.iter().map(|&v| v as f32 as f64).collect(),
+            (None, Some(t)) => t.iter().map(|&v| (v as f32 / self.n_train as f32) as f64).collect(),
+            (None, None) => linspace(sigma_max * n, sigma_min * n, steps).iter().map(|t| t / n).collect(),
+        };
         if dynamic {
             let mu = mu.ok_or_else(needs_mu)?;
             s = s.iter().map(|&t| time_shift(self.flow.time_shift, mu, t)).collect();
@@ -544,7 +1053,10 @@ impl Resolved {
             s = self.convert(&s, steps);
         }
         let s: Vec<f64> = s.iter().map(|&x| self.f32(x)).collect();
-        let ts: Vec<f64> = s.iter().map(|&x| self.f32(x * n)).collect();
+        let ts: Vec<f64> = match custom_ts {
+            Some(t) => t,
+            None => s.iter().map(|&x| self.f32(x * n)).collect(),
+        };
         let mut all = s.clone();
         all.push(0.0);
         let count = ts.len();
@@ -555,6 +1067,50 @@ impl Resolved {
         }
         Ok(Timetable::new(ts, all, Step::chain(&points)))
     }
+}
+
+/// Where FlowMatchEuler's planner starts from: a step count or custom lists.
+#[derive(Clone, Copy)]
+enum FlowBase<'a> {
+    Steps(usize),
+    Timesteps(&'a [f64]),
+    Sigmas(&'a [f64]),
+    Both(&'a [f64], &'a [f64]),
+}
+
+impl<'a> FlowBase<'a> {
+    fn timesteps(&self) -> Option<&'a [f64]> {
+        match *self {
+            FlowBase::Timesteps(t) | FlowBase::Both(t, _) => Some(t),
+            _ => None,
+        }
+    }
+    fn sigmas(&self) -> Option<&'a [f64]> {
+        match *self {
+            FlowBase::Sigmas(s) | FlowBase::Both(_, s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The model times of a Heun-type class (the second stage at the next step's time): `t_0`, then
+/// each later `t_i` twice (the step into `sigma = 0` is one stage).
+fn heun_times(ts: &[f64]) -> Vec<f64> {
+    let mut v = Vec::with_capacity(2 * ts.len());
+    if let Some(&first) = ts.first() {
+        v.push(first);
+    }
+    for &t in ts.iter().skip(1) {
+        v.push(t);
+        v.push(t);
+    }
+    v
+}
+
+/// FlowMatchHeun: FlowMatchEuler's timetable with Heun's model times.
+fn heun_interleave(mut table: Timetable) -> Timetable {
+    table.timesteps = heun_times(&table.timesteps);
+    table
 }
 
 fn needs_mu() -> Error {

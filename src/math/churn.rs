@@ -95,3 +95,31 @@ impl Churn {
         Ok((hat, renoise(x, &from, &hat, self.s_noise, &z)?))
     }
 }
+
+/// The churn option of a solver (`None`: deterministic), read the same way by every solver that
+/// takes one (Euler, Heun, Heun++2, DPM-2).
+pub(crate) trait ChurnOption {
+    /// True when some step may get churn.
+    fn is_active(&self) -> bool;
+    /// The configuration check ([`Churn::validate`]; nothing to check without churn).
+    fn validate(&self) -> Result<()>;
+    /// [`Churn::raise`], or the step's start and `x` unchanged without churn.
+    fn raise(&self, ctx: &mut StepContext, step: &Step, x: &Tensor) -> Result<(Point, Tensor)>;
+}
+
+impl ChurnOption for Option<Churn> {
+    fn is_active(&self) -> bool {
+        self.is_some_and(|c| c.is_active())
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.map_or(Ok(()), |c| c.validate())
+    }
+
+    fn raise(&self, ctx: &mut StepContext, step: &Step, x: &Tensor) -> Result<(Point, Tensor)> {
+        match self {
+            Some(c) => c.raise(ctx, step, x),
+            None => Ok((step.from, x.clone())),
+        }
+    }
+}

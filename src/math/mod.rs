@@ -5,7 +5,7 @@
 //! [`quadrature`].
 
 pub mod ancestral;
-mod churn;
+pub(crate) mod churn;
 pub(crate) mod dpm_stages;
 pub mod expint;
 mod history;

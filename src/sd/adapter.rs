@@ -170,6 +170,22 @@ impl<U: TextUNet> Denoiser for SdDenoiser<U> {
             SdDenoiser::Guided(d) => d.denoise(x, model_time),
         }
     }
+
+    /// Guided: the CFG++ samplers get the unconditional half of the same batched call.
+    fn has_unconditional(&self) -> bool {
+        matches!(self, SdDenoiser::Guided(_))
+    }
+
+    fn denoise_with_unconditional(
+        &mut self,
+        x: &Tensor,
+        model_time: f64,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        match self {
+            SdDenoiser::Conditional(d) => Ok((d.denoise(x, model_time)?, None)),
+            SdDenoiser::Guided(d) => d.denoise_with_unconditional(x, model_time),
+        }
+    }
 }
 
 /// Bind `unet` to the prompt conditioning `cond` (and the negative / empty-prompt conditioning

@@ -24,7 +24,7 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, validate_noise, Solver, StepContext};
+use super::{order_unless_stochastic, refuse_zero_alpha_start, validate_noise, Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
 use crate::math::ancestral::ancestral;
@@ -91,11 +91,7 @@ impl Solver for DpmPp2sAncestral {
     }
 
     fn order(&self) -> usize {
-        if self.is_stochastic() {
-            1
-        } else {
-            2
-        }
+        order_unless_stochastic(self.is_stochastic(), 2)
     }
 
     fn nfe(&self, step: &Step) -> usize {

@@ -17,7 +17,9 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, validate_noise, Solver, StepContext};
+use super::{
+    order_unless_stochastic, refuse_zero_alpha_start, stages_unless_clean, validate_noise, Solver, StepContext,
+};
 use crate::error::{config_err, Result};
 use crate::grid::Step;
 use crate::math::ancestral::ancestral;
@@ -64,19 +66,11 @@ impl Solver for DpmPpSde {
     }
 
     fn order(&self) -> usize {
-        if self.is_stochastic() {
-            1
-        } else {
-            2
-        }
+        order_unless_stochastic(self.is_stochastic(), 2)
     }
 
     fn nfe(&self, step: &Step) -> usize {
-        if step.to.is_clean() {
-            1
-        } else {
-            2
-        }
+        stages_unless_clean(step, 2)
     }
 
     fn is_stochastic(&self) -> bool {

@@ -14,6 +14,7 @@ use candle_core::Tensor;
 use super::{Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
+use crate::math::churn::ChurnOption;
 use crate::math::ksigma::euler;
 use crate::math::Churn;
 
@@ -49,23 +50,17 @@ impl Solver for Euler {
     }
 
     fn is_stochastic(&self) -> bool {
-        self.churn.is_some_and(|c| c.is_active())
+        self.churn.is_active()
     }
 
     fn validate(&self, _steps: &[Step]) -> Result<()> {
-        match self.churn {
-            Some(c) => c.validate(),
-            None => Ok(()),
-        }
+        self.churn.validate()
     }
 
     fn init_state(&self) {}
 
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
-        let (from, x) = match self.churn {
-            Some(c) => c.raise(ctx, step, x)?,
-            None => (step.from, x.clone()),
-        };
+        let (from, x) = self.churn.raise(ctx, step, x)?;
         // x0 = d0.c_x x + d0.c_out out, folded into the update: one pass over memory
         let d0 = ctx.model.data_linear(&x, &from)?;
         euler(&x, &from, &d0, &step.to)

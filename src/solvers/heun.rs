@@ -13,9 +13,10 @@
 
 use candle_core::Tensor;
 
-use super::{refuse_zero_alpha_start, Solver, StepContext};
+use super::{order_unless_stochastic, refuse_zero_alpha_start, stages_unless_clean, Solver, StepContext};
 use crate::error::Result;
 use crate::grid::Step;
+use crate::math::churn::ChurnOption;
 use crate::math::Churn;
 use crate::ops::lincomb;
 
@@ -34,29 +35,19 @@ impl Solver for Heun {
     }
 
     fn order(&self) -> usize {
-        if self.is_stochastic() {
-            1
-        } else {
-            2
-        }
+        order_unless_stochastic(self.is_stochastic(), 2)
     }
 
     fn nfe(&self, step: &Step) -> usize {
-        if step.to.is_clean() {
-            1
-        } else {
-            2
-        }
+        stages_unless_clean(step, 2)
     }
 
     fn is_stochastic(&self) -> bool {
-        self.churn.is_some_and(|c| c.is_active())
+        self.churn.is_active()
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        if let Some(c) = self.churn {
-            c.validate()?;
-        }
+        self.churn.validate()?;
         refuse_zero_alpha_start(
             steps,
             "Heun cannot start at alpha = 0 (infinite noise level): start the grid below t_max or use a multistep \
@@ -68,10 +59,7 @@ impl Solver for Heun {
 
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, _state: &mut ()) -> Result<Tensor> {
         let to = step.to;
-        let (from, x) = match self.churn {
-            Some(c) => c.raise(ctx, step, x)?,
-            None => (step.from, x.clone()),
-        };
+        let (from, x) = self.churn.raise(ctx, step, x)?;
         // the data predictions stay linear forms in (sample, network output), folded into the
         // updates: each stage is one pass over memory
         let d0 = ctx.model.data_linear(&x, &from)?;

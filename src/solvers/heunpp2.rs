@@ -25,6 +25,7 @@ use candle_core::Tensor;
 use super::{refuse_zero_alpha_start, Solver, StepContext};
 use crate::error::{Error, Result};
 use crate::grid::Step;
+use crate::math::churn::ChurnOption;
 use crate::math::ksigma::{combine, euler, Slope};
 use crate::math::Churn;
 
@@ -71,13 +72,11 @@ impl Solver for HeunPp2 {
     }
 
     fn is_stochastic(&self) -> bool {
-        self.churn.is_some_and(|c| c.is_active())
+        self.churn.is_active()
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
-        if let Some(c) = self.churn {
-            c.validate()?;
-        }
+        self.churn.validate()?;
         refuse_zero_alpha_start(
             steps,
             "heunpp2 cannot start at alpha = 0 (infinite noise level): start the grid below t_max",
@@ -101,10 +100,7 @@ impl Solver for HeunPp2 {
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, s0: &mut Option<f64>) -> Result<Tensor> {
         let s0 = *s0.get_or_insert(step.from.ksigma());
         let to = step.to;
-        let (from, x) = match self.churn {
-            Some(c) => c.raise(ctx, step, x)?,
-            None => (step.from, x.clone()),
-        };
+        let (from, x) = self.churn.raise(ctx, step, x)?;
         let d0 = ctx.model.data_linear(&x, &from)?;
         if step.is_last() {
             return euler(&x, &from, &d0, &to);

@@ -18,12 +18,14 @@ mod dpm_solver;
 mod dpm_solver_singlestep;
 mod euler;
 mod euler_ancestral;
+mod flow_heun;
 mod heun;
 mod ipndm;
 mod lms;
 mod planned;
 mod pndm;
 mod sde_dpm_solver;
+mod tcd;
 mod unipc;
 // the k-diffusion / ComfyUI samplers (group KD)
 mod dpm_2;
@@ -52,6 +54,7 @@ pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
 pub use euler_ancestral::EulerAncestral;
+pub use flow_heun::FlowHeun;
 pub use heun::Heun;
 pub use ipndm::{CleanStep, Ipndm, ZeroAlphaStart};
 pub use lms::{Lms, LmsFinal};
@@ -59,6 +62,7 @@ pub use planned::{PlanForm, PlanStep, Planned, PlannedState, SecondOrder, Solver
 pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
+pub use tcd::{Tcd, TcdTime};
 pub use unipc::{BVariant, Corrector, UniPc, UniPcEnd, UniPcState};
 // the k-diffusion / ComfyUI samplers (group KD)
 pub use crate::math::Churn;
@@ -72,10 +76,10 @@ pub use deis_tab::{DeisQuadrature, DeisTab};
 pub use dpmpp_2m_cfg_pp::DpmPP2mCfgPp;
 pub use er_sde::{ErSde, ErSdeState, NoiseScaler};
 pub use gradient_estimation::GradientEstimation;
-pub use lcm::Lcm;
+pub use lcm::{ConsistencyBoundary, Lcm};
 pub use res_multistep::{ResMultistep, ResState};
 pub use restart::{Restart, RestartSegment};
-pub use sa_solver::{SaMode, SaNoise, SaSolver, SaState};
+pub use sa_solver::{SaFlavor, SaMode, SaNoise, SaSolver, SaState};
 pub use seeds::{Seeds, SeedsStages, SeedsUpdate};
 
 use candle_core::Tensor;
@@ -163,6 +167,26 @@ pub trait Solver {
 
     /// Advance `x` from `step.from` to `step.to`.
     fn step(&self, ctx: &mut StepContext, step: &Step, x: &Tensor, state: &mut Self::State) -> Result<Tensor>;
+}
+
+/// The evaluations of a step of a method with `stages` network calls per step that takes a
+/// first-order step (one call) into `sigma = 0`, where its later stages would sit.
+pub(crate) fn stages_unless_clean(step: &Step, stages: usize) -> usize {
+    if step.to.is_clean() {
+        1
+    } else {
+        stages
+    }
+}
+
+/// The order of a method whose deterministic form has order `deterministic`; with noise on, its
+/// strong order is 1.
+pub(crate) fn order_unless_stochastic(stochastic: bool, deterministic: usize) -> usize {
+    if stochastic {
+        1
+    } else {
+        deterministic
+    }
 }
 
 /// The error of a method that cannot take a step from `alpha = 0` (pure noise), when the first

@@ -18,6 +18,13 @@
 //! limited by the predictions available, lowered on the last steps
 //! ([`SaSolver::lower_order_final`]), and the step into `sigma = 0` returns the data prediction
 //! (uncorrected in PEC mode, as ComfyUI). One noise draw per step with `tau > 0`.
+//!
+//! [`SaFlavor::Diffusers`] is diffusers' `SASolverScheduler` (data prediction): its orders are
+//! lowered on the last steps as there (predictor `min(p, n - i)`, corrector `min(c, n - i + 2)` at
+//! step `i` of `n`), its order-2 updates carry the extra `O(h^3)` term of its `step` (written in
+//! the weights: `b_newest += d`, `b_second -= d`, `d = alpha_to k (h^2 / 2 - (k h - 1 + e^{-k h})
+//! / k^2) / (lambda_newest - lambda_second)`, `k = 1 + tau^2`), and it draws one noise per step
+//! whether `tau` is 0 or not (its `randn_tensor` call), so recorded diffusers noise lines up.
 
 use std::collections::VecDeque;
 
@@ -43,8 +50,20 @@ pub enum SaMode {
     Pece,
 }
 
+/// The SA-Solver variant: ComfyUI's (the default) or diffusers' `SASolverScheduler` (see the
+/// module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SaFlavor {
+    /// ComfyUI's `sa_solver`.
+    #[default]
+    ComfyUi,
+    /// diffusers' `SASolverScheduler` with `algorithm_type = "data_prediction"`.
+    Diffusers,
+}
+
 /// Where SA-Solver adds noise: the stochasticity `tau` as a function of the noise level
-/// `s = sigma / alpha` of the step's end.
+/// `s = sigma / alpha` of the step's end, or ([`SaNoise::ModelTimes`]) of the model time of
+/// the step's start.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SaNoise {
     /// `tau = 0` everywhere: the deterministic predictor-corrector.
@@ -69,12 +88,27 @@ pub enum SaNoise {
         /// Fraction where it ends.
         end: f64,
     },
+    /// `tau = eta` where the model time of the step's start lies in `[t_min, t_max]` (diffusers'
+    /// default `tau_func`: `eta = 1` on timesteps 200 to 800).
+    ModelTimes {
+        /// Stochasticity inside the band.
+        eta: f64,
+        /// Lower end of the band.
+        t_min: f64,
+        /// Upper end of the band.
+        t_max: f64,
+    },
 }
 
 impl SaNoise {
-    fn tau(&self, schedule: &dyn Scheduler, s: f64) -> f64 {
+    fn tau(&self, schedule: &dyn Scheduler, from: &Point, to: &Point) -> f64 {
+        let s = to.ksigma();
         let (eta, lo, hi) = match *self {
             SaNoise::Ode => return 0.0,
+            SaNoise::ModelTimes { eta, t_min, t_max } => {
+                let t = schedule.model_time(from.t);
+                return if eta > 0.0 && t_min <= t && t <= t_max { eta } else { 0.0 };
+            }
             SaNoise::Sigmas { eta, s_min, s_max } => (eta, s_min, s_max),
             SaNoise::Percent { eta, start, end } => {
                 let (t_min, t_max) = schedule.t_range();
@@ -121,8 +155,11 @@ pub struct SaSolver {
     pub s_noise: f64,
     /// Lower the orders on the last steps: predictor order at most `n - 1 - i` and corrector
     /// order at most `n - i` at step `i` of `n` (ComfyUI does this when the grid ends at
-    /// `sigma = 0`; use `Never` to match it on grids that end above 0).
+    /// `sigma = 0`; use `Never` to match it on grids that end above 0). [`SaFlavor::Diffusers`]
+    /// lowers them as diffusers does (see the module docs).
     pub lower_order_final: LowerOrderFinal,
+    /// ComfyUI's or diffusers' variant.
+    pub flavor: SaFlavor,
 }
 
 impl Default for SaSolver {
@@ -134,6 +171,30 @@ impl Default for SaSolver {
             noise: SaNoise::Percent { eta: 1.0, start: 0.2, end: 0.8 },
             s_noise: 1.0,
             lower_order_final: LowerOrderFinal::Always,
+            flavor: SaFlavor::ComfyUi,
+        }
+    }
+}
+
+impl SaSolver {
+    /// diffusers' `SASolverScheduler` (data prediction) with its `predictor_order`,
+    /// `corrector_order` and `lower_order_final`, and its default `tau_func` (`tau = 1` on
+    /// timesteps 200 to 800).
+    ///
+    /// ```
+    /// use diffusion_samplers::{SaFlavor, SaSolver};
+    /// let s = SaSolver::diffusers(2, 2, true);
+    /// assert_eq!((s.predictor_order, s.corrector_order, s.flavor), (2, 2, SaFlavor::Diffusers));
+    /// ```
+    pub fn diffusers(predictor_order: usize, corrector_order: usize, lower_order_final: bool) -> SaSolver {
+        SaSolver {
+            predictor_order,
+            corrector_order,
+            mode: SaMode::Pec,
+            noise: SaNoise::ModelTimes { eta: 1.0, t_min: 200.0, t_max: 800.0 },
+            s_noise: 1.0,
+            lower_order_final: if lower_order_final { LowerOrderFinal::Always } else { LowerOrderFinal::Never },
+            flavor: SaFlavor::Diffusers,
         }
     }
 }
@@ -164,7 +225,9 @@ impl SaSolver {
         self.s_noise > 0.0
             && match self.noise {
                 SaNoise::Ode => false,
-                SaNoise::Sigmas { eta, .. } | SaNoise::Percent { eta, .. } => eta > 0.0,
+                SaNoise::Sigmas { eta, .. } | SaNoise::Percent { eta, .. } | SaNoise::ModelTimes { eta, .. } => {
+                    eta > 0.0
+                }
             }
     }
 
@@ -191,7 +254,18 @@ impl SaSolver {
         let (lambdas, outputs): (Vec<f64>, Vec<&Tensor>) = newest.map(|(l, t)| (*l, t)).unzip();
         let eta = tau * tau;
         let (c_x, _, _) = sde_weights(from, to, eta);
-        let b = polynomial_weights(from, to, eta, &lambdas)?;
+        let mut b = polynomial_weights(from, to, eta, &lambdas)?;
+        if self.flavor == SaFlavor::Diffusers && b.len() == 2 {
+            // diffusers' extra O(h^3) term of its order-2 predictor and corrector
+            let h = to.lambda - from.lambda;
+            let k = 1.0 + eta;
+            let kh = k * h;
+            let d = to.alpha * k * (h * h / 2.0 - (kh + (-kh).exp_m1()) / (k * k)) / (lambdas[1] - lambdas[0]);
+            if d.is_finite() {
+                b[1] += d;
+                b[0] -= d;
+            }
+        }
         let mut terms = vec![(c_x, x)];
         terms.extend(b.into_iter().zip(outputs));
         if let Some((c, n)) = noise {
@@ -228,7 +302,7 @@ impl Solver for SaSolver {
     }
 
     fn is_stochastic(&self) -> bool {
-        self.noisy()
+        self.noisy() || self.flavor == SaFlavor::Diffusers
     }
 
     fn validate(&self, steps: &[Step]) -> Result<()> {
@@ -248,6 +322,7 @@ impl Solver for SaSolver {
                     && (0.0..=1.0).contains(&end)
                     && start <= end
             }
+            SaNoise::ModelTimes { eta, t_min, t_max } => eta >= 0.0 && eta.is_finite() && t_min <= t_max,
         };
         if !(eta_ok && self.s_noise >= 0.0 && self.s_noise.is_finite()) {
             return config_err(format!(
@@ -282,8 +357,17 @@ impl Solver for SaSolver {
             self.corrector_order.min(available)
         };
         if self.lowers(step) {
-            p = p.min(step.count.saturating_sub(1 + step.index)).max(1);
-            c = c.min(step.count - step.index);
+            let left = step.count.saturating_sub(step.index);
+            match self.flavor {
+                SaFlavor::ComfyUi => {
+                    p = p.min(left.saturating_sub(1)).max(1);
+                    c = c.min(left);
+                }
+                SaFlavor::Diffusers => {
+                    p = p.min(left).max(1);
+                    c = c.min(left + 2);
+                }
+            }
         }
         // the corrector redoes the previous step with the prediction at its end
         let corrected;
@@ -308,11 +392,14 @@ impl Solver for SaSolver {
             let (_, x0) = state.preds.back().ok_or_else(|| Error::InvalidConfig("SA-Solver state is empty".into()))?;
             return Ok(x0.clone());
         }
-        let tau = self.noise.tau(ctx.model.schedule(), to.ksigma());
+        let tau = self.noise.tau(ctx.model.schedule(), from, to);
         let mut noise = None;
         if tau > 0.0 && self.s_noise > 0.0 {
             let (_, _, c_z) = sde_weights(from, to, tau * tau);
             noise = Some((self.s_noise * c_z, ctx.noise.noise_between(x, from, to)?));
+        } else if self.flavor == SaFlavor::Diffusers {
+            // diffusers draws this step's noise whether it is used or not
+            ctx.noise.noise_like(x)?;
         }
         let out = self.adams((from, to), tau, x, &state.preds, p, noise.as_ref())?;
         state.prev = Some(SaPrev { from: *from, x: x.clone(), tau, noise });

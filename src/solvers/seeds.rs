@@ -29,7 +29,7 @@
 
 use candle_core::Tensor;
 
-use super::{validate_noise, Solver, StepContext};
+use super::{stages_unless_clean, validate_noise, Solver, StepContext};
 use crate::error::{config_err, Result};
 use crate::grid::Step;
 use crate::math::phi::tail;
@@ -145,11 +145,7 @@ impl Solver for Seeds {
     }
 
     fn nfe(&self, step: &Step) -> usize {
-        if step.to.is_clean() {
-            1
-        } else {
-            self.positions().len()
-        }
+        stages_unless_clean(step, self.positions().len())
     }
 
     fn is_stochastic(&self) -> bool {

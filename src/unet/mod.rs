@@ -35,21 +35,28 @@
 //! ```
 
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod fused;
+mod kernels;
 mod layers;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear};
+use candle_nn::{Conv2d, Linear};
 
 pub use config::{
     DownBlockType, InputCentering, MidAttention, MidBlockType, Resample, SinCosOrder, TimeScaleShift, UNet2DConfig,
     UpBlockType,
 };
+use kernels::Act;
 use layers::{
-    conv2d, group_norm, linear, timestep_embedding, ConvDownsample, ConvUpsample, ResnetBlock, ResnetResample,
+    conv2d, group_norm, linear, timestep_embedding, ConvDownsample, ConvUpsample, Norm, ResnetBlock, ResnetResample,
     ResnetSpec, SpatialAttention,
 };
 use weights::Weights;
@@ -105,7 +112,7 @@ pub struct UNet2DModel {
     down: Vec<DownBlock>,
     mid: Option<MidBlock>,
     up: Vec<UpBlock>,
-    conv_norm_out: GroupNorm,
+    conv_norm_out: Norm,
     conv_out: Conv2d,
 }
 
@@ -119,7 +126,14 @@ impl UNet2DModel {
     /// Load a diffusers model folder holding `config.json` and
     /// `diffusion_pytorch_model.safetensors` (or a pipeline folder with them under `unet/`),
     /// with the weights converted to `dtype` on `device`.
+    ///
+    /// Errors (before anything is read): a non-float `dtype` ([`Error::InvalidConfig`]); BF16 on
+    /// the CPU ([`Error::Unsupported`]: candle's CPU matmul has no BF16 kernel; use F32, which
+    /// runs the fused kernels, or F16). Then a missing or malformed config or weights file, a config over
+    /// the documented limits ([`UNet2DConfig::validate`]) and weights that disagree with the
+    /// config, each a typed error naming the file, field or tensor.
     pub fn load(dir: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
         let dir = dir.as_ref();
         let dir = if !dir.join(CONFIG_FILE).is_file() && dir.join("unet").join(CONFIG_FILE).is_file() {
             dir.join("unet")
@@ -129,34 +143,36 @@ impl UNet2DModel {
         Self::from_files(dir.join(CONFIG_FILE), dir.join(WEIGHTS_FILE), dtype, device)
     }
 
-    /// Load from an explicit `config.json` and safetensors weights file.
+    /// Load from an explicit `config.json` and safetensors weights file (errors as
+    /// [`UNet2DModel::load`]).
     pub fn from_files(
         config: impl AsRef<Path>,
         weights: impl AsRef<Path>,
         dtype: DType,
         device: &Device,
     ) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
         let config = UNet2DConfig::from_file(config)?;
         let weights = Weights::from_file(weights.as_ref(), dtype, device)?;
         Self::build(config, &weights, dtype, device)
     }
 
     /// Build from a config and tensors already in memory (diffusers names), e.g. from
-    /// `candle_core::safetensors::load`.
+    /// `candle_core::safetensors::load` (errors as [`UNet2DModel::load`]).
     pub fn from_tensors(
         config: UNet2DConfig,
         tensors: HashMap<String, Tensor>,
         dtype: DType,
         device: &Device,
     ) -> Result<UNet2DModel> {
+        check_dtype(dtype, device)?;
+        config.validate()?;
         let weights = Weights::new(tensors, "<tensors in memory>".into(), dtype, device);
         Self::build(config, &weights, dtype, device)
     }
 
     fn build(config: UNet2DConfig, w: &Weights, dtype: DType, device: &Device) -> Result<UNet2DModel> {
-        if !dtype.is_float() {
-            return Err(Error::InvalidConfig(format!("UNet weights dtype must be a float type, got {dtype:?}")));
-        }
+        check_dtype(dtype, device)?;
         config.validate()?;
         let c = &config;
         let ch = &c.block_out_channels;
@@ -317,7 +333,25 @@ impl UNet2DModel {
 
     /// The network output for `x` (`[batch, in_channels, H, W]`) at diffusers timestep
     /// `timestep` (the same for the whole batch), in `x`'s dtype.
+    ///
+    /// With f32 weights on the CPU the layers run as fused kernels (GroupNorm + SiLU in one
+    /// pass, convolutions that write their bias, time embedding, residual and shortcut in
+    /// place, attention without layout copies; see BENCHMARKS.md, "UNet forward"). Elsewhere
+    /// they run as candle's composed operations, [`UNet2DModel::forward_composed`], except
+    /// that on CUDA devices (feature `cuda`) GroupNorm + SiLU is one fused kernel. All compute
+    /// the same function (they differ by float rounding, ~1e-6 on the bundled model in f32).
     pub fn forward(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
+        self.run(x, timestep, true)
+    }
+
+    /// [`UNet2DModel::forward`] through candle's composed operations only, on every device and
+    /// dtype (no fused kernel): the reference the tests compare the fused paths with, and the
+    /// "before" of the forward benchmark (`examples/bench_unet.rs --composed`).
+    pub fn forward_composed(&self, x: &Tensor, timestep: f64) -> Result<Tensor> {
+        self.run(x, timestep, false)
+    }
+
+    fn run(&self, x: &Tensor, timestep: f64, allow_fused: bool) -> Result<Tensor> {
         self.check_input(x)?;
         if !timestep.is_finite() {
             return Err(Error::Unsupported(format!("UNet2DModel timestep must be finite, got {timestep}")));
@@ -339,53 +373,117 @@ impl UNet2DModel {
         )?;
         let emb = self.time_linear_2.forward(&candle_nn::ops::silu(&self.time_linear_1.forward(&t_emb)?)?)?;
         let temb_act = candle_nn::ops::silu(&emb)?; // every ResNet block applies SiLU first
+        let out = if allow_fused && fused::usable(&x) {
+            self.layers_fused(&x, &temb_act)?
+        } else {
+            self.layers_composed(&x, &temb_act, allow_fused)?
+        };
+        Ok(out.to_dtype(in_dtype)?)
+    }
 
-        let mut h = self.conv_in.forward(&x)?;
+    /// Everything after the time embedding, with candle's composed operations (`device`: the
+    /// fused CUDA GroupNorm where it applies).
+    fn layers_composed(&self, x: &Tensor, temb_act: &Tensor, device: bool) -> Result<Tensor> {
+        let temb_act = temb_act.clone();
+        let mut h = self.conv_in.forward(x)?;
         let mut skips = vec![h.clone()];
         for block in &self.down {
             for (j, resnet) in block.resnets.iter().enumerate() {
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
                 if let Some(attn) = block.attentions.get(j) {
-                    h = attn.forward(&h)?;
+                    h = attn.forward(&h, device)?;
                 }
                 skips.push(h.clone());
             }
             if let Some(ds) = &block.downsampler {
                 h = match ds {
                     Downsampler::Conv(d) => d.forward(&h)?,
-                    Downsampler::Resnet(r) => r.forward(&h, &temb_act)?,
+                    Downsampler::Resnet(r) => r.forward(&h, &temb_act, device)?,
                 };
                 skips.push(h.clone());
             }
         }
         if let Some(mid) = &self.mid {
-            h = mid.first.forward(&h, &temb_act)?;
+            h = mid.first.forward(&h, &temb_act, device)?;
             for (attn, resnet) in &mid.layers {
                 if let Some(a) = attn {
-                    h = a.forward(&h)?;
+                    h = a.forward(&h, device)?;
                 }
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
             }
         }
         for block in &self.up {
             for (j, resnet) in block.resnets.iter().enumerate() {
                 let skip = skips.pop().ok_or_else(|| Error::Unsupported("UNet skip connections exhausted".into()))?;
                 h = Tensor::cat(&[&h, &skip], 1)?;
-                h = resnet.forward(&h, &temb_act)?;
+                h = resnet.forward(&h, &temb_act, device)?;
                 if let Some(attn) = block.attentions.get(j) {
-                    h = attn.forward(&h)?;
+                    h = attn.forward(&h, device)?;
                 }
             }
             if let Some(us) = &block.upsampler {
                 h = match us {
                     Upsampler::Conv(u) => u.forward(&h)?,
-                    Upsampler::Resnet(r) => r.forward(&h, &temb_act)?,
+                    Upsampler::Resnet(r) => r.forward(&h, &temb_act, device)?,
                 };
             }
         }
-        let h = candle_nn::ops::silu(&self.conv_norm_out.forward(&h)?)?;
-        let out = self.conv_out.forward(&h)?;
-        Ok(out.to_dtype(in_dtype)?)
+        let h = self.conv_norm_out.forward(&h, Act::Silu, device)?;
+        Ok(self.conv_out.forward(&h)?)
+    }
+
+    /// Everything after the time embedding, with the fused CPU kernels (f32 on the CPU).
+    fn layers_fused(&self, x: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
+        let conv = |c: &Conv2d, parts: &[&Tensor]| -> Result<Tensor> {
+            let bias = c.bias().ok_or_else(|| Error::Unsupported("UNet convolution without a bias".into()))?;
+            let p = fused::ConvParams { weight: c.weight(), bias, stride: 1, pad: 1, pad_end: 1, upsample: false };
+            fused::conv2d(parts, &p, fused::Skip::None, 1.0)
+        };
+        let mut h = conv(&self.conv_in, &[x])?;
+        let mut skips = vec![h.clone()];
+        for block in &self.down {
+            for (j, resnet) in block.resnets.iter().enumerate() {
+                h = resnet.forward_fused(&[&h], temb_act)?;
+                if let Some(attn) = block.attentions.get(j) {
+                    h = attn.forward_fused(&h)?;
+                }
+                skips.push(h.clone());
+            }
+            if let Some(ds) = &block.downsampler {
+                h = match ds {
+                    Downsampler::Conv(d) => d.forward_fused(&h)?,
+                    Downsampler::Resnet(r) => r.forward_fused(&[&h], temb_act)?,
+                };
+                skips.push(h.clone());
+            }
+        }
+        if let Some(mid) = &self.mid {
+            h = mid.first.forward_fused(&[&h], temb_act)?;
+            for (attn, resnet) in &mid.layers {
+                if let Some(a) = attn {
+                    h = a.forward_fused(&h)?;
+                }
+                h = resnet.forward_fused(&[&h], temb_act)?;
+            }
+        }
+        for block in &self.up {
+            for (j, resnet) in block.resnets.iter().enumerate() {
+                let skip = skips.pop().ok_or_else(|| Error::Unsupported("UNet skip connections exhausted".into()))?;
+                // the concatenation [h, skip] is read in place by the block's kernels
+                h = resnet.forward_fused(&[&h, &skip], temb_act)?;
+                if let Some(attn) = block.attentions.get(j) {
+                    h = attn.forward_fused(&h)?;
+                }
+            }
+            if let Some(us) = &block.upsampler {
+                h = match us {
+                    Upsampler::Conv(u) => u.forward_fused(&h)?,
+                    Upsampler::Resnet(r) => r.forward_fused(&[&h], temb_act)?,
+                };
+            }
+        }
+        let h = self.conv_norm_out.forward_fused(&[&h], Act::Silu)?;
+        conv(&self.conv_out, &[&h])
     }
 }
 
@@ -403,6 +501,21 @@ impl Denoiser for UNet2DModel {
         let mut r: &UNet2DModel = self;
         r.denoise(x, model_time)
     }
+}
+
+/// The weights' dtype must be a float type that runs on `device`.
+fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
+    if !dtype.is_float() {
+        return Err(Error::InvalidConfig(format!("UNet weights dtype must be a float type, got {dtype:?}")));
+    }
+    if dtype == DType::BF16 && device.is_cpu() {
+        return Err(Error::Unsupported(
+            "UNet2DModel with BF16 weights on the CPU: candle's CPU matmul has no BF16 kernel, so every forward \
+             would fail; load with DType::F32 (the fastest on the CPU) or DType::F16"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The resnets (input channels `inputs[j]`, output `c_out`) and, for attention blocks, the
