@@ -9,7 +9,7 @@
 //! Default: 64 digits in 10 network evaluations with the calibrated schedule shipped beside the
 //! model (`models/mnist-unet/schedule-10.json`, made by the `calibrate` example: a per-step
 //! solver plan on calibrated time points), measured closer to a 500-step reference than the best
-//! fixed setting, DPM-Solver++(2M) on a time-quadratic grid (RMSE 0.087 vs 0.119; BENCHMARKS.md
+//! fixed setting, DPM-Solver++(2M) on a time-quadratic grid (RMSE 0.075 vs 0.119; BENCHMARKS.md
 //! section 6). `--solver`, `--steps` or `--spacing` choose a fixed grid instead (then
 //! DPM-Solver++(2M), 10 steps, time-quadratic unless given); a model folder without a
 //! `schedule-10.json` gets that fixed default too. `--help` lists the flags.
@@ -77,7 +77,12 @@ fn main() -> AnyResult<()> {
     let (solver, grid, grid_name) = match &schedule_file {
         Some(path) => {
             let (s, g, _) = calibrated::load_schedule(path, &cli.model.dir(), &schedule, cli.solver.as_ref())?;
-            (s, g, format!("calibrated ({path})"))
+            let shown = if cli.schedule.is_some() {
+                path.clone()
+            } else {
+                "schedule-10.json beside the model".to_string()
+            };
+            (s, g, format!("calibrated ({shown})"))
         }
         None => {
             let s = cli.solver.clone().unwrap_or(solver("dpmpp_2m_lof")?);

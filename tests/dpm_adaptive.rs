@@ -113,7 +113,7 @@ fn adaptive_vp_equals_ve() {
 }
 
 /// Tighter tolerances cost more evaluations and give a smaller error against the exact ODE
-/// endpoint (the numbers are in BENCHMARKS.md, section 4).
+/// endpoint (the numbers are in BENCHMARKS.md, section 6, "The adaptive DPM-Solver").
 #[test]
 fn adaptive_error_falls_with_tolerance() {
     let gm = GaussianMixture::example(8, 4, 5).unwrap();
