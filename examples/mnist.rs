@@ -77,11 +77,8 @@ fn main() -> AnyResult<()> {
     let (solver, grid, grid_name) = match &schedule_file {
         Some(path) => {
             let (s, g, _) = calibrated::load_schedule(path, &cli.model.dir(), &schedule, cli.solver.as_ref())?;
-            let shown = if cli.schedule.is_some() {
-                path.clone()
-            } else {
-                "schedule-10.json beside the model".to_string()
-            };
+            let shown =
+                if cli.schedule.is_some() { path.clone() } else { "schedule-10.json beside the model".to_string() };
             (s, g, format!("calibrated ({shown})"))
         }
         None => {
