@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! cargo run --release --features unet --example calibrate -- --nfe 10
-//! cargo run --release --features unet --example calibrate -- --nfe 5 --plan --out models/mnist-unet/schedule-5.json
+//! # the shipped models/mnist-unet/schedule-10.json and schedule-5.json (BENCHMARKS.md section 6):
+//! cargo run --release --features unet --example calibrate -- --nfe 10 --plan --noises 8 --student-batch 8 --max-evals 40
+//! cargo run --release --features unet --example calibrate -- --nfe 5 --plan --noises 8 --student-batch 8 --max-evals 40 \
+//!     --out models/mnist-unet/schedule-5.json
 //! ```
 //!
 //! The teacher is the adaptive DPM-Solver-23 from `t = 999` to `t = 0`, then the model's data
