@@ -53,6 +53,14 @@ struct Cli {
     /// PNG path
     #[arg(long, default_value = "compare.png")]
     out: String,
+    /// Comma-separated schedule files (from the `calibrate` example): one extra row, each file
+    /// run at its own NFE column with its solver (cells of other budgets stay empty)
+    #[arg(long, value_delimiter = ',', value_name = "FILE")]
+    schedule: Vec<String>,
+    /// Keep the reference in this safetensors file: reused when it holds the reference of the
+    /// same noises (--n, --seed) and --ref-steps, computed and written otherwise
+    #[arg(long, value_name = "FILE")]
+    reference_cache: Option<String>,
     #[command(flatten)]
     model: ModelArg,
 }
@@ -80,19 +88,49 @@ fn main() -> AnyResult<()> {
 
     // the reference
     let t0 = Instant::now();
-    let bar = Bar::new(ref_steps as u64, "reference (3M)");
-    let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
-    let ref_grid = grid(&schedule, &Spacing::UniformLambda, ref_steps)?;
-    let reference =
-        sample_with(&solver("dpmpp_3m_lof")?, &mut model, &ref_grid, &x_t, &mut SeededNoise::new(0), |p| {
-            bar.set(p.step as u64)
-        })?;
-    bar.done();
-    println!(
-        "reference: DPM-Solver++(3M), {ref_steps} steps on a uniform-logSNR grid, {} NFE, {:.1} s",
-        model.nfe(),
-        t0.elapsed().as_secs_f64()
-    );
+    let key = Tensor::new(&[n as f64, seed as f64, ref_steps as f64], &candle_core::Device::Cpu)?;
+    let cached = cli
+        .reference_cache
+        .as_ref()
+        .and_then(|p| candle_core::safetensors::load(p, &candle_core::Device::Cpu).ok())
+        .and_then(|t| {
+            let same = t.get("key")?.to_vec1::<f64>().ok()? == key.to_vec1::<f64>().ok()?;
+            if same {
+                t.get("reference").cloned()
+            } else {
+                None
+            }
+        });
+    let reference = match cached {
+        Some(r) => {
+            println!(
+                "reference: {ref_steps}-step DPM-Solver++(3M) from {}",
+                cli.reference_cache.as_deref().unwrap_or("")
+            );
+            r
+        }
+        None => {
+            let bar = Bar::new(ref_steps as u64, "reference (3M)");
+            let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+            let ref_grid = grid(&schedule, &Spacing::UniformLambda, ref_steps)?;
+            let reference =
+                sample_with(&solver("dpmpp_3m_lof")?, &mut model, &ref_grid, &x_t, &mut SeededNoise::new(0), |p| {
+                    bar.set(p.step as u64)
+                })?;
+            bar.done();
+            println!(
+                "reference: DPM-Solver++(3M), {ref_steps} steps on a uniform-logSNR grid, {} NFE, {:.1} s",
+                model.nfe(),
+                t0.elapsed().as_secs_f64()
+            );
+            if let Some(p) = &cli.reference_cache {
+                let t: std::collections::HashMap<String, Tensor> =
+                    [("reference".to_string(), reference.clone()), ("key".to_string(), key)].into_iter().collect();
+                candle_core::safetensors::save(&t, p)?;
+            }
+            reference
+        }
+    };
 
     // the cells
     let mut cells: Vec<Vec<Tensor>> = Vec::new();
@@ -119,6 +157,35 @@ fn main() -> AnyResult<()> {
         let row_secs = row_start.elapsed().as_secs_f64();
         table.push((format!("{solver} [{}]", spacing_name(spacing)), errs, row_secs));
     }
+    if !cli.schedule.is_empty() {
+        let dir = cli.model.dir();
+        let files = cli
+            .schedule
+            .iter()
+            .map(|p| calibrated::load_schedule(p, &dir, &schedule, None))
+            .collect::<AnyResult<Vec<_>>>()?;
+        let (mut row_cells, mut errs, mut names) = (vec![], vec![], vec![]);
+        let row_start = Instant::now();
+        for &nfe in &budgets {
+            match files.iter().find(|(_, grid, _)| grid.len() == nfe) {
+                Some((solver, grid, _)) => {
+                    let mut model = Model::new(&unet, &schedule, Prediction::Epsilon);
+                    let y = sample(solver, &mut model, grid, &x_t)?;
+                    errs.push((model.nfe(), rmse(&y, &reference)?));
+                    row_cells.push(y.narrow(0, 0, show)?);
+                    names.push(solver.to_string());
+                }
+                None => {
+                    errs.push((0, f64::NAN));
+                    row_cells.push(reference.narrow(0, 0, show)?.ones_like()?);
+                }
+            }
+        }
+        row_cells.push(reference.narrow(0, 0, show)?);
+        cells.push(row_cells);
+        names.dedup();
+        table.push((format!("{} [calibrated]", names.join("/")), errs, row_start.elapsed().as_secs_f64()));
+    }
     bar.done();
     let secs = t0.elapsed().as_secs_f64();
 
@@ -131,7 +198,7 @@ fn main() -> AnyResult<()> {
     for (name, errs, row_secs) in &table {
         print!("{name:<30}");
         for (nfe, e) in errs {
-            print!("{:>14}", format!("{e:.4} ({nfe})"));
+            print!("{:>14}", if e.is_finite() { format!("{e:.4} ({nfe})") } else { "-".to_string() });
         }
         println!("{row_secs:>10.1}");
     }
@@ -169,7 +236,7 @@ fn main() -> AnyResult<()> {
         for (c, cell) in row.iter().enumerate() {
             let x = gap + c as u32 * (cw + gap);
             image::imageops::replace(&mut img, cell, x as i64, y as i64);
-            if let Some((nfe, e)) = table[r].1.get(c) {
+            if let Some((nfe, e)) = table[r].1.get(c).filter(|(_, e)| e.is_finite()) {
                 captions.push(Caption {
                     x: (left + x) as i32,
                     y: (top + y + ch + 3) as i32,

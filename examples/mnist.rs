@@ -6,11 +6,13 @@
 //! cargo run --release --features unet --example mnist -- --solver dpmpp_3m_lof --steps 20 --seed 7 --n 100 --out digits.png
 //! ```
 //!
-//! Default: 64 digits with DPM-Solver++(2M) in 10 steps (10 network evaluations) on a
-//! time-quadratic grid (uniform in sqrt(t), DPM-Solver's choice for pixel-space models), the
-//! setting measured closest to the exact ODE solution at 5 and 10 NFE for this model, ahead of
-//! uniform-logSNR and Karras grids and of DPM-Solver++(3M) (see models/mnist-unet/README.md).
-//! `--help` lists the flags.
+//! Default: 64 digits in 10 network evaluations with the calibrated schedule shipped beside the
+//! model (`models/mnist-unet/schedule-10.json`, made by the `calibrate` example: a per-step
+//! solver plan on calibrated time points), measured closer to a 500-step reference than the best
+//! fixed setting, DPM-Solver++(2M) on a time-quadratic grid (RMSE 0.075 vs 0.119; BENCHMARKS.md
+//! section 6). `--solver`, `--steps` or `--spacing` choose a fixed grid instead (then
+//! DPM-Solver++(2M), 10 steps, time-quadratic unless given); a model folder without a
+//! `schedule-10.json` gets that fixed default too. `--help` lists the flags.
 
 mod unet_common;
 
@@ -24,15 +26,20 @@ use unet_common::*;
 #[derive(Parser, Debug)]
 struct Cli {
     /// Solver name: ddim, euler, heun, dpmpp_2m_lof, dpmpp_3m_lof, dpmpp_3m, unipc_bh2_2_lof,
-    /// unipc_bh2_3_lof, deis_3_lof, ... (any name of diffusion_samplers::names)
-    #[arg(long, default_value = "dpmpp_2m_lof", value_parser = solver)]
-    solver: AnySolver,
-    /// Solver steps (NFE = steps, Heun 2 * steps - 1)
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    steps: u32,
-    /// Grid: quadratic, lambda, karras, uniform, trailing or leading
-    #[arg(long, default_value = "quadratic", value_parser = parse_spacing)]
-    spacing: Spacing,
+    /// unipc_bh2_3_lof, deis_3_lof, ... (any name of diffusion_samplers::names; default
+    /// dpmpp_2m_lof, or the solver of --schedule)
+    #[arg(long, value_parser = solver)]
+    solver: Option<AnySolver>,
+    /// A calibrated schedule file (from the `calibrate` example): its grid and solver replace
+    /// --steps and --spacing (and --solver, which must then be the file's)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["steps", "spacing"])]
+    schedule: Option<String>,
+    /// Solver steps (NFE = steps, Heun 2 * steps - 1) [default: 10]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Option<u32>,
+    /// Grid: quadratic, lambda, karras, uniform, trailing or leading [default: quadratic]
+    #[arg(long, value_parser = parse_spacing)]
+    spacing: Option<Spacing>,
     /// Noise seed
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -54,12 +61,33 @@ struct Cli {
 
 fn main() -> AnyResult<()> {
     let cli = Cli::parse();
-    let (solver, spacing, seed, out) = (&cli.solver, &cli.spacing, cli.seed, &cli.out);
-    let (steps, n, batch) = (cli.steps as usize, cli.n as usize, cli.batch as usize);
+    let (seed, out) = (cli.seed, &cli.out);
+    let (n, batch) = (cli.n as usize, cli.batch as usize);
 
     let t0 = Instant::now();
     let (unet, schedule) = load(&cli.model.dir())?;
-    let grid = grid(&schedule, spacing, steps)?;
+    // the shipped calibrated schedule unless a fixed grid is asked for
+    let shipped = cli.model.dir().join("schedule-10.json");
+    let fixed_asked = cli.solver.is_some() || cli.steps.is_some() || cli.spacing.is_some();
+    let schedule_file = match &cli.schedule {
+        Some(path) => Some(path.clone()),
+        None if !fixed_asked && shipped.exists() => Some(shipped.display().to_string()),
+        None => None,
+    };
+    let (solver, grid, grid_name) = match &schedule_file {
+        Some(path) => {
+            let (s, g, _) = calibrated::load_schedule(path, &cli.model.dir(), &schedule, cli.solver.as_ref())?;
+            let shown =
+                if cli.schedule.is_some() { path.clone() } else { "schedule-10.json beside the model".to_string() };
+            (s, g, format!("calibrated ({shown})"))
+        }
+        None => {
+            let s = cli.solver.clone().unwrap_or(solver("dpmpp_2m_lof")?);
+            let spacing = cli.spacing.clone().unwrap_or(Spacing::TimeQuadratic);
+            (s, grid(&schedule, &spacing, cli.steps.unwrap_or(10) as usize)?, spacing_name(&spacing).to_string())
+        }
+    };
+    let (solver, steps) = (&solver, grid.len());
     let noise = noise(n, 1, 32, 32, seed)?;
 
     let mut samples = Vec::new();
@@ -89,7 +117,7 @@ fn main() -> AnyResult<()> {
         "{n} digits, {} on a {} grid, {steps} steps, {nfe} network evaluations per batch of {}, seed {seed}: \
          {secs:.1} s (model load included) -> {out}",
         solver.name(),
-        spacing_name(spacing),
+        grid_name,
         batch.min(n),
     );
     Ok(())

@@ -241,6 +241,16 @@ pub enum Error {
         file: String,
     },
 
+    /// An adaptive solver could not reach the end of its interval (too many attempted steps, or
+    /// a step size that is no longer a positive finite number).
+    #[error("adaptive solver: {0}")]
+    Adaptive(String),
+
+    /// A calibration input, result or saved schedule/plan file is not usable (see
+    /// [`crate::calibrate::CalibrationError`]).
+    #[error(transparent)]
+    Calibration(#[from] crate::calibrate::CalibrationError),
+
     /// Two inputs that must agree in batch size do not (e.g. prompt embeddings and the noise).
     #[error(
         "{what} have batch {got} but {against} has batch {expected}: give one row per image, or a \

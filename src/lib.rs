@@ -21,10 +21,13 @@
 //! samplers: [`Lcm`], [`DeisTab`] (`deis`), [`ResMultistep`], [`GradientEstimation`], [`ErSde`],
 //! [`Seeds`], [`SaSolver`], the CFG++ samplers ([`Guidance::CfgPp`] on [`EulerAncestral`],
 //! [`DpmPp2sAncestral`], [`ResMultistep`], [`GradientEstimation`], and [`DpmPP2mCfgPp`]) and
-//! [`Restart`] sampling. Each reports its
+//! [`Restart`] sampling; the error-controlled [`DpmAdaptive`] and [`DpmFast`] of k-diffusion, and
+//! [`Planned`] (a per-step solver plan). Each reports its
 //! order, its network evaluations per step and whether it is
 //! stochastic; [`AnySolver`] chooses one at run time by name ([`names`]), and [`steps_for_nfe`]
-//! fits a step count to an evaluation budget. [`diffusers`] maps a diffusers
+//! fits a step count to an evaluation budget. [`calibrate`] fits a step schedule (and a solver
+//! plan) to your own model against an adaptive teacher and saves it as a small file.
+//! [`diffusers`] maps a diffusers
 //! `scheduler_config.json` onto these pieces and reproduces its numbers; [`testing`] has the
 //! Gaussian mixture with its exact denoiser and exact ODE solution; the `unet` feature adds a
 //! diffusers-compatible `UNet2DModel`.
@@ -53,6 +56,7 @@
 #![warn(missing_docs)]
 
 pub mod brownian;
+pub mod calibrate;
 pub mod diffusers;
 mod error;
 pub mod grid;
@@ -90,6 +94,7 @@ pub use schedule::{
 };
 pub use sigmas::{AysModel, SigmaSchedule};
 pub use solvers::{nfe_of, steps_for_nfe, AnySolver, Solver, StepContext};
+pub use solvers::{AdaptiveInfo, DpmAdaptive, DpmFast, PlanForm, PlanStep, Planned, SecondOrder, SolverPlan};
 pub use solvers::{Algorithm, Churn, Ddim, DpmSolverMultistep, Euler, Heun, SolverType, ThirdOrder};
 pub use solvers::{BVariant, Corrector, Deis, DpmSolverSinglestep, SdeDpmSolverPP, UniPc};
 pub use solvers::{

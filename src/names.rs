@@ -80,6 +80,9 @@ pub(crate) const SOLVERS: &[Entry] = &[
     ("unipc_bh2_3", || AnySolver::unnamed(UniPc::order(3))),
     ("unipc_bh2_2_lof", || AnySolver::unnamed(UniPc { policy: OrderPolicy::diffusers(2), ..UniPc::order(2) })),
     ("unipc_bh2_3_lof", || AnySolver::unnamed(UniPc { policy: OrderPolicy::diffusers(3), ..UniPc::order(3) })),
+    ("dpm_fast", || AnySolver::unnamed(DpmFast::default())),
+    ("dpm_adaptive", || AnySolver::unnamed(DpmAdaptive::default())),
+    ("planned", || AnySolver::unnamed(Planned::default())),
     // ComfyUI-only samplers (group CX), by their ComfyUI names
     ("lcm", || AnySolver::unnamed(Lcm::default())),
     ("ipndm_v", || AnySolver::unnamed(Ipndm::comfy_variable())),

@@ -92,6 +92,11 @@ impl GaussianMixture {
         GaussianMixture::new(means, stds, weights)
     }
 
+    /// The components: means (`[K][D]`), standard deviations and the normalised weights.
+    pub fn parameters(&self) -> (&[Vec<f64>], &[f64], Vec<f64>) {
+        (&self.means, &self.stds, self.log_weights.iter().map(|l| l.exp()).collect())
+    }
+
     /// The dimension `D`.
     pub fn dim(&self) -> usize {
         self.dim

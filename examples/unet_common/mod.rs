@@ -3,6 +3,8 @@
 //! and the command-line pieces they share.
 #![allow(dead_code)]
 
+pub mod calibrated;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

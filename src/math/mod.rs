@@ -6,6 +6,7 @@
 
 pub mod ancestral;
 pub(crate) mod churn;
+pub(crate) mod dpm_stages;
 pub mod expint;
 mod history;
 pub mod ksigma;
@@ -17,6 +18,7 @@ mod order;
 pub mod phi;
 pub mod quadrature;
 pub mod sde;
+pub(crate) mod unified;
 
 pub use churn::Churn;
 pub use history::History;

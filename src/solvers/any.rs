@@ -17,6 +17,7 @@ trait ErasedSolver: Send + Sync {
     fn order(&self) -> usize;
     fn nfe(&self, step: &Step) -> usize;
     fn is_stochastic(&self) -> bool;
+    fn is_adaptive(&self) -> bool;
     fn needs_unconditional(&self) -> bool;
     fn validate(&self, steps: &[Step]) -> Result<()>;
     fn init_state(&self) -> Box<dyn Any>;
@@ -43,6 +44,9 @@ where
     }
     fn is_stochastic(&self) -> bool {
         Solver::is_stochastic(self)
+    }
+    fn is_adaptive(&self) -> bool {
+        Solver::is_adaptive(self)
     }
     fn needs_unconditional(&self) -> bool {
         Solver::needs_unconditional(self)
@@ -153,6 +157,9 @@ impl Solver for AnySolver {
     }
     fn is_stochastic(&self) -> bool {
         self.inner.is_stochastic()
+    }
+    fn is_adaptive(&self) -> bool {
+        self.inner.is_adaptive()
     }
     fn needs_unconditional(&self) -> bool {
         self.inner.needs_unconditional()

@@ -12,6 +12,8 @@ mod any;
 mod ddim;
 mod ddpm;
 mod deis;
+mod dpm_adaptive;
+mod dpm_fast;
 mod dpm_solver;
 mod dpm_solver_singlestep;
 mod euler;
@@ -20,6 +22,7 @@ mod flow_heun;
 mod heun;
 mod ipndm;
 mod lms;
+mod planned;
 mod pndm;
 mod sde_dpm_solver;
 mod tcd;
@@ -45,6 +48,8 @@ pub use any::AnySolver;
 pub use ddim::Ddim;
 pub use ddpm::{Ddpm, DdpmVariance, FinalNoise};
 pub use deis::Deis;
+pub use dpm_adaptive::{Accepted, AdaptiveInfo, DpmAdaptive, DpmAdaptiveState};
+pub use dpm_fast::DpmFast;
 pub use dpm_solver::{Algorithm, DpmSolverMultistep, SolverType, ThirdOrder};
 pub use dpm_solver_singlestep::{DpmSolverSinglestep, SinglestepState};
 pub use euler::Euler;
@@ -53,6 +58,7 @@ pub use flow_heun::FlowHeun;
 pub use heun::Heun;
 pub use ipndm::{CleanStep, Ipndm, ZeroAlphaStart};
 pub use lms::{Lms, LmsFinal};
+pub use planned::{PlanForm, PlanStep, Planned, PlannedState, SecondOrder, SolverPlan};
 pub(crate) use pndm::diffusers_points as pndm_points;
 pub use pndm::{Pndm, PndmCombine, PrkMidpoint, Warmup};
 pub use sde_dpm_solver::{CleanStepDraw, SdeDpmSolverPP};
@@ -130,6 +136,12 @@ pub trait Solver {
     fn nfe(&self, step: &Step) -> usize {
         let _ = step;
         1
+    }
+
+    /// True when the evaluations a step takes depend on error control (the adaptive DPM-Solver):
+    /// [`Solver::nfe`] is then a lower bound, and [`steps_for_nfe`] refuses the solver.
+    fn is_adaptive(&self) -> bool {
+        false
     }
 
     /// True when the solver adds noise (draws from the [`StepContext`]'s noise source). The loop
@@ -251,6 +263,12 @@ pub fn nfe_of<S: Solver + ?Sized>(solver: &S, steps: &[Step]) -> usize {
 /// # Ok::<(), diffusion_samplers::Error>(())
 /// ```
 pub fn steps_for_nfe<S: Solver + ?Sized>(solver: &S, budget: usize, end: End) -> Result<usize> {
+    if solver.is_adaptive() {
+        return Err(Error::InvalidConfig(format!(
+            "{} chooses its own steps: its evaluations follow its tolerance, not a step count (set rtol/atol)",
+            solver.name()
+        )));
+    }
     // every step costs at least one evaluation, so no more than `budget` steps fit
     let cost = |n: usize| nfe_of(solver, &probe_steps(n, end));
     if budget == 0 || cost(1) > budget {
