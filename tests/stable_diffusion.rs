@@ -28,7 +28,7 @@ use diffusion_samplers::sd::{
 };
 use diffusion_samplers::{
     add_noise, invert, nfe_of, sample, sample_with, AnySolver, BetaSchedule, Ddim, DiscreteVp, End, Error, Euler, Grid,
-    Model, NoiseSource, Prediction, Scheduler, SeededNoise, Spacing,
+    Model, NoiseSource, Prediction, Scheduler, SeededNoise, Solver, Spacing,
 };
 
 #[allow(dead_code)]
@@ -339,7 +339,8 @@ fn no_guidance_calls_conditional_batch_only() {
 
 /// Every solver registered for run-time choice (every family of the crate) drives the tiny
 /// guided UNet to finite latents (SD 1.5-style epsilon and SD 2.1-style v-prediction), on a
-/// trailing grid into sigma = 0, with the evaluations its metadata announces.
+/// trailing grid into sigma = 0, with the evaluations its metadata announces (at least those, for
+/// the adaptive DPM-Solver).
 #[test]
 fn every_solver_family_finite() {
     let schedule = sd_schedule();
@@ -357,7 +358,12 @@ fn every_solver_family_finite() {
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(out.dims(), &[2, 4, 8, 8]);
             assert!(is_finite(&out), "{name} gave non-finite latents");
-            assert_eq!(model.nfe(), nfe_of(&solver, grid.as_ref()), "{name}");
+            if solver.is_adaptive() {
+                // error control decides the evaluations: the metadata is a lower bound
+                assert!(model.nfe() >= nfe_of(&solver, grid.as_ref()), "{name}");
+            } else {
+                assert_eq!(model.nfe(), nfe_of(&solver, grid.as_ref()), "{name}");
+            }
         }
     }
 }
