@@ -7,7 +7,10 @@
 //! - a calibrated DPM-Solver++(2M) schedule (GITS + Nelder-Mead over the log-SNR points);
 //! - a calibrated solver plan (coordinate search over each step's order, data/noise form,
 //!   second-order weight and UniC corrector, the final step's extrapolation order, alternating
-//!   with the placement), started from the calibrated DPM-Solver++(2M) schedule;
+//!   with the placement), started from the calibrated DPM-Solver++(2M) schedule (`--start
+//!   calibrated-2m`), from the best fixed configuration of the cell that has a plan, on its own
+//!   spacing (`--start best-fixed`), or from both, keeping the one with the lower calibration
+//!   objective (`--start both`);
 //! - DualFast-style extrapolated noise predictions (`eps + c (eps - eps_first)`) on the best
 //!   DPM-Solver++(2M) grid, for a few `c`.
 //!
@@ -19,7 +22,7 @@
 //! and, when `bench_results/calibration_diffusers.csv` exists, the comparison with diffusers.
 //!
 //! ```text
-//! cargo run --release --example calibrate_mixture -- --noises 2048 --rounds 2   # BENCHMARKS.md section 6
+//! cargo run --release --example calibrate_mixture -- --noises 2048 --rounds 2 --start both   # BENCHMARKS.md section 6
 //! cargo run --release --example calibrate_mixture -- --nfe 4,5,6,8,10,15 --noises 2048
 //! ```
 
@@ -31,7 +34,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use diffusion_samplers::calibrate::nelder_mead::NelderMead;
 use diffusion_samplers::calibrate::search::{PlanSpace, SearchOptions};
-use diffusion_samplers::calibrate::{calibrate, Calibration, FinalStep, Teacher};
+use diffusion_samplers::calibrate::{calibrate, Calibration, FinalStep, Teacher, SOLVER_PLANS};
 use diffusion_samplers::names::solver_names;
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::{
@@ -59,6 +62,12 @@ struct Cli {
     /// Plan sweeps of the plan search
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Where the plan search starts: `calibrated-2m` (the calibrated DPM-Solver++(2M) schedule
+    /// and plan), `best-fixed` (the best fixed configuration of the cell that has a plan, on its
+    /// own spacing), or `both` (both searches; the one with the lower calibration objective is
+    /// kept: chosen on the calibration noises only)
+    #[arg(long, default_value = "calibrated-2m")]
+    start: String,
 }
 
 /// The problem: 8 components in 64 dimensions, means uniform in [-0.8, 0.8], standard deviations
@@ -162,6 +171,9 @@ struct Row {
 
 fn main() -> AnyResult<()> {
     let cli = Cli::parse();
+    if !["calibrated-2m", "best-fixed", "both"].contains(&cli.start.as_str()) {
+        return Err(format!("--start {}: use calibrated-2m, best-fixed or both", cli.start).into());
+    }
     let gm = mixture()?;
     let d = gm.dim();
     let t0 = Instant::now();
@@ -254,23 +266,47 @@ fn main() -> AnyResult<()> {
                 final_step: FinalStep::Extrapolate { points: 3 },
             };
             let spacing_of = |name: &str| spacings().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s);
-            // 2. a calibrated DPM-Solver++(2M) schedule, 3. a calibrated plan, searched from the
-            // calibrated schedule (plan and placement together)
+            // 2. a calibrated DPM-Solver++(2M) schedule, 3. a calibrated plan (plan and placement
+            // together), searched from the calibrated schedule and/or the best fixed configuration
             let mut calibrated_2m: Option<Grid> = None;
-            for (label, solver, space) in
-                [("schedule", "dpmpp_2m", None), ("plan", "dpmpp_2m", Some(PlanSpace::default()))]
-            {
-                let Some(start_row) = best_of(solver) else { continue };
+            // the best fixed configuration that has a plan (`_lof` differs only in the last
+            // steps' orders, which the search sets anyway)
+            let best_planned = fixed
+                .iter()
+                .find(|r| SOLVER_PLANS.contains(&r.1.trim_end_matches("_lof")))
+                .map(|r| r.1.trim_end_matches("_lof").to_string());
+            let mut starts: Vec<(&str, String, Option<PlanSpace>)> = vec![("schedule", "dpmpp_2m".into(), None)];
+            if cli.start != "best-fixed" {
+                starts.push(("plan", "dpmpp_2m".into(), Some(PlanSpace::default())));
+            }
+            if cli.start != "calibrated-2m" {
+                if let Some(b) = &best_planned {
+                    starts.push(("plan", b.clone(), Some(PlanSpace::default())));
+                }
+            }
+            // (calibration RMSE, held-out RMSE, row) of each plan search, for `--start both`
+            let mut plans: Vec<(f64, f64, Row)> = vec![];
+            for (label, solver, space) in starts {
+                let solver = solver.as_str();
+                let Some(start_row) = best_of(solver).or_else(|| best_of(&format!("{solver}_lof"))) else { continue };
                 let mut opts = Calibration::schedule(solver, nfe);
                 opts.teacher = teacher;
                 opts.start = spacing_of(&start_row.2).unwrap_or(Spacing::TimeQuadratic);
-                if space.is_some() {
+                if space.is_some() && solver == "dpmpp_2m" {
                     opts.start_grid = calibrated_2m.clone();
                     opts.gits = calibrated_2m.is_none();
+                } else if space.is_some() {
+                    // the best fixed configuration itself: its plan on its spacing
+                    opts.gits = false;
                 }
                 opts.space = space;
-                let from =
-                    if opts.start_grid.is_some() { "the calibrated schedule".to_string() } else { start_row.2.clone() };
+                let from = if opts.start_grid.is_some() {
+                    "the calibrated schedule".to_string()
+                } else if label == "plan" {
+                    format!("{solver} on {}", start_row.2)
+                } else {
+                    start_row.2.clone()
+                };
                 opts.search = SearchOptions {
                     rounds: cli.rounds,
                     placement: NelderMead { max_evals: 400, step: 0.3, ftol: 1e-8 },
@@ -301,7 +337,7 @@ fn main() -> AnyResult<()> {
                     plan.join(" "),
                     lambdas.join(" ")
                 );
-                rows.push(Row {
+                let row = Row {
                     schedule: sname.to_string(),
                     nfe,
                     kind: if label == "plan" { "calibrated_plan" } else { "calibrated_schedule" },
@@ -309,7 +345,8 @@ fn main() -> AnyResult<()> {
                     spacing: format!("from {from}"),
                     rmse: e,
                     extra: format!(
-                        "teacher_nfe={};student_nfe={};solves={};seconds={:.1};noises={};plan={};lambda={}",
+                        "rmse_calibration={:.4e};teacher_nfe={};student_nfe={};solves={};seconds={:.1};noises={};plan={};lambda={}",
+                        c.rmse,
                         c.cost.teacher_nfe,
                         c.cost.student_nfe,
                         c.cost.student_solves,
@@ -318,7 +355,23 @@ fn main() -> AnyResult<()> {
                         plan.join(" "),
                         lambdas.join(" ")
                     ),
-                });
+                };
+                if label == "plan" {
+                    plans.push((c.rmse, e, row));
+                } else {
+                    rows.push(row);
+                }
+            }
+            // with several starts, the plan kept is the one with the lower calibration objective
+            // (the held-out noises play no part in the choice)
+            let chosen = plans.iter().enumerate().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).map(|(i, _)| i);
+            for (i, (_, e, mut row)) in plans.into_iter().enumerate() {
+                if Some(i) != chosen {
+                    row.kind = "calibrated_plan_other_start";
+                } else if cli.start == "both" {
+                    println!("  kept the plan {} (lower calibration RMSE): held-out {e:.4e}", row.spacing);
+                }
+                rows.push(row);
             }
             // 4. DualFast-style extrapolated noise predictions on the best 2M grid
             if let Some(r2m) = best_of("dpmpp_2m") {
@@ -340,9 +393,21 @@ fn main() -> AnyResult<()> {
         }
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench_results/calibration_mixture.csv");
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!("{},{},{},{},{},{:.6e},\"{}\"", r.schedule, r.nfe, r.kind, r.solver, r.spacing, r.rmse, r.extra)
+        })
+        .collect();
+    // with --schedule, the other schedule's rows of an earlier run stay (in the schedules' order)
+    if let (Some(only), Ok(old)) = (cli.schedule.as_deref(), std::fs::read_to_string(&out)) {
+        lines.extend(old.lines().skip(1).filter(|l| !l.starts_with(&format!("{only},"))).map(String::from));
+    }
+    let order = |l: &String| schedules.iter().position(|(n, _)| l.starts_with(&format!("{n},")));
+    lines.sort_by_key(order);
     let mut csv = String::from("schedule,nfe,kind,solver,spacing,rmse_held_out,extra\n");
-    for r in &rows {
-        writeln!(csv, "{},{},{},{},{},{:.6e},\"{}\"", r.schedule, r.nfe, r.kind, r.solver, r.spacing, r.rmse, r.extra)?;
+    for l in &lines {
+        writeln!(csv, "{l}")?;
     }
     std::fs::write(&out, csv)?;
     println!("wrote {} ({:.0} s in all)", out.display(), t0.elapsed().as_secs_f64());

@@ -8,9 +8,11 @@ use common::{noise, rms};
 use diffusion_samplers::calibrate::{
     calibrate, gits, solver_plan, Calibration, CalibrationError, Expect, FinalStep, Reference, ScheduleFile, Teacher,
 };
+use diffusion_samplers::math::expint::Form;
 use diffusion_samplers::testing::GaussianMixture;
 use diffusion_samplers::{
-    sample, DiscreteVp, DpmAdaptive, End, Error, Grid, Model, PlanStep, Planned, Prediction, Scheduler, Spacing,
+    sample, BVariant, Corrector, DiscreteVp, DpmAdaptive, End, Error, Grid, Model, OrderPolicy, PlanStep, Planned,
+    Prediction, Scheduler, Spacing, UniPc,
 };
 
 fn mixture() -> GaussianMixture {
@@ -82,6 +84,38 @@ fn calibration_improves_held_out_error() {
     assert!(out.cost.teacher_nfe > 20 && out.cost.student_solves > 10);
     assert_eq!(out.cost.student_nfe, 5 * out.cost.student_solves);
     assert_eq!(m.nfe(), out.cost.teacher_nfe + out.cost.student_nfe);
+}
+
+/// The UniPC plans a calibration can start from are UniPC itself (fixed order, corrector after
+/// every step, data and noise form): a plan search started from one starts from that solver.
+#[test]
+fn unipc_plans_reproduce_unipc() {
+    let gm = mixture();
+    let s = DiscreteVp::scaled_linear(0.00085, 0.012, 1000).unwrap();
+    let x = noise(4, 6, 7);
+    let grid = Grid::new(&s, &Spacing::UniformTime, 6, End::Clean).unwrap();
+    let mut checked = 0;
+    for (name, order, variant, form) in [
+        ("unipc_bh2_2", 2, BVariant::Bh2, Form::Data),
+        ("unipc_bh1_2", 2, BVariant::Bh1, Form::Data),
+        ("unipc_noise_bh2_2", 2, BVariant::Bh2, Form::Noise),
+        ("unipc_noise_bh1_2", 2, BVariant::Bh1, Form::Noise),
+    ] {
+        let unipc = UniPc {
+            policy: OrderPolicy::fixed(order),
+            variant,
+            form,
+            corrector: Corrector::All,
+            end: Default::default(),
+        };
+        let want = sample(&unipc, &mut model(&gm, &s), &grid, &x).unwrap();
+        let plan = solver_plan(name, 6).unwrap();
+        let got = sample(&Planned { plan }, &mut model(&gm, &s), &grid, &x).unwrap();
+        let err = rms(&want, &got);
+        assert!(err < 1e-12, "{name}: {err:e}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
 }
 
 #[test]

@@ -19,7 +19,9 @@ use crate::solvers::{PlanForm, PlanStep, Planned, SecondOrder, SolverPlan};
 /// The plans of the solvers a schedule can be calibrated for, by registry name: `ddim`,
 /// `dpmpp_2m`, `dpmpp_3m` (Taylor third order), `dpm_2m` (noise form), `unipc_bh2_2`,
 /// `unipc_bh2_3`, `unipc_bh1_2`, `unipc_bh1_3` (UniPC with the corrector after every step, data
-/// form), each at full order with a first-order step into `sigma = 0`.
+/// form), `unipc_noise_bh2_2`, `unipc_noise_bh2_3`, `unipc_noise_bh1_2`, `unipc_noise_bh1_3` (the
+/// same in the noise form, diffusers' `predict_x0=False`), each at full order with a first-order
+/// step into `sigma = 0`.
 ///
 /// ```
 /// use diffusion_samplers::calibrate::solver_plan;
@@ -36,6 +38,10 @@ pub fn solver_plan(name: &str, steps: usize) -> Option<SolverPlan> {
         "unipc_bh2_3" => (3, PlanForm::Data, SecondOrder::Bh2, true),
         "unipc_bh1_2" => (2, PlanForm::Data, SecondOrder::Bh1, true),
         "unipc_bh1_3" => (3, PlanForm::Data, SecondOrder::Bh1, true),
+        "unipc_noise_bh2_2" => (2, PlanForm::Noise, SecondOrder::Bh2, true),
+        "unipc_noise_bh2_3" => (3, PlanForm::Noise, SecondOrder::Bh2, true),
+        "unipc_noise_bh1_2" => (2, PlanForm::Noise, SecondOrder::Bh1, true),
+        "unipc_noise_bh1_3" => (3, PlanForm::Noise, SecondOrder::Bh1, true),
         _ => return None,
     };
     Some(SolverPlan::from_fn(steps, |i| PlanStep {
@@ -47,8 +53,20 @@ pub fn solver_plan(name: &str, steps: usize) -> Option<SolverPlan> {
 }
 
 /// The names [`solver_plan`] knows.
-pub const SOLVER_PLANS: &[&str] =
-    &["ddim", "dpmpp_2m", "dpmpp_3m", "dpm_2m", "unipc_bh2_2", "unipc_bh2_3", "unipc_bh1_2", "unipc_bh1_3"];
+pub const SOLVER_PLANS: &[&str] = &[
+    "ddim",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "dpm_2m",
+    "unipc_bh2_2",
+    "unipc_bh2_3",
+    "unipc_bh1_2",
+    "unipc_bh1_3",
+    "unipc_noise_bh2_2",
+    "unipc_noise_bh2_3",
+    "unipc_noise_bh1_2",
+    "unipc_noise_bh1_3",
+];
 
 /// What to calibrate and how.
 #[derive(Clone, Debug, PartialEq)]
