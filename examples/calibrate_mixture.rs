@@ -9,7 +9,8 @@
 //!   second-order weight and UniC corrector, the final step's extrapolation order, alternating
 //!   with the placement), started from the calibrated DPM-Solver++(2M) schedule (`--start
 //!   calibrated-2m`), from the best fixed configuration of the cell that has a plan, on its own
-//!   spacing (`--start best-fixed`), or from both, keeping the one with the lower calibration
+//!   spacing, ranked against the teacher on the calibration noises (`--start best-fixed`; the
+//!   2M schedule's starting spacing is ranked the same way), or from both, keeping the one with the lower calibration
 //!   objective (`--start both`);
 //! - DualFast-style extrapolated noise predictions (`eps + c (eps - eps_first)`) on the best
 //!   DPM-Solver++(2M) grid, for a few `c`.
@@ -64,7 +65,7 @@ struct Cli {
     rounds: usize,
     /// Where the plan search starts: `calibrated-2m` (the calibrated DPM-Solver++(2M) schedule
     /// and plan), `best-fixed` (the best fixed configuration of the cell that has a plan, on its
-    /// own spacing), or `both` (both searches; the one with the lower calibration objective is
+    /// own spacing, ranked on the calibration noises against the teacher), or `both` (both searches; the one with the lower calibration objective is
     /// kept: chosen on the calibration noises only)
     #[arg(long, default_value = "calibrated-2m")]
     start: String,
