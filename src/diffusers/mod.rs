@@ -80,6 +80,7 @@ mod resolve;
 mod sampler;
 pub(crate) mod tables;
 mod timesteps;
+mod timesteps_sigma;
 
 pub use config::{
     AlgorithmType, BetaScheduleName, EdmSigmaSchedule, FinalSigmas, InterpolationType, SchedulerClass, SchedulerConfig,
