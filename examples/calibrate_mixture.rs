@@ -69,6 +69,10 @@ struct Cli {
     /// kept: chosen on the calibration noises only)
     #[arg(long, default_value = "calibrated-2m")]
     start: String,
+    /// With `best-fixed` / `both`: how many of the best-ranked fixed solvers with a plan (ranked
+    /// on the calibration noises, each on its best spacing there) start a search
+    #[arg(long, default_value_t = 1)]
+    fixed_starts: usize,
 }
 
 /// The problem: 8 components in 64 dimensions, means uniform in [-0.8, 0.8], standard deviations
@@ -284,16 +288,20 @@ fn main() -> AnyResult<()> {
             let mut calibrated_2m: Option<Grid> = None;
             // the best fixed configuration that has a plan (`_lof` differs only in the last
             // steps' orders, which the search sets anyway)
-            let best_planned = by_calibration
-                .iter()
-                .find(|r| SOLVER_PLANS.contains(&r.1.trim_end_matches("_lof")))
-                .map(|r| r.1.trim_end_matches("_lof").to_string());
+            let mut best_planned: Vec<String> = vec![];
+            for r in &by_calibration {
+                let name = r.1.trim_end_matches("_lof");
+                if name != "dpmpp_2m" && SOLVER_PLANS.contains(&name) && !best_planned.iter().any(|b| b == name) {
+                    best_planned.push(name.to_string());
+                }
+            }
+            best_planned.truncate(cli.fixed_starts);
             let mut starts: Vec<(&str, String, Option<PlanSpace>)> = vec![("schedule", "dpmpp_2m".into(), None)];
             if cli.start != "best-fixed" {
                 starts.push(("plan", "dpmpp_2m".into(), Some(PlanSpace::default())));
             }
             if cli.start != "calibrated-2m" {
-                if let Some(b) = &best_planned {
+                for b in &best_planned {
                     starts.push(("plan", b.clone(), Some(PlanSpace::default())));
                 }
             }
