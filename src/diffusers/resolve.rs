@@ -388,11 +388,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             }
             let policy = OrderPolicy {
                 order,
-                lower_order_final: if lower_order_final {
-                    LowerOrderFinal::BelowSteps(15)
-                } else {
-                    LowerOrderFinal::Never
-                },
+                lower_order_final: lower_order_final_of(lower_order_final),
                 euler_at_final: get(c.euler_at_final, false),
             };
             match algorithm {
@@ -482,11 +478,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             SolverChoice::Fixed(AnySolver::new(Deis {
                 policy: OrderPolicy {
                     order,
-                    lower_order_final: if lower_order_final {
-                        LowerOrderFinal::BelowSteps(15)
-                    } else {
-                        LowerOrderFinal::Never
-                    },
+                    lower_order_final: lower_order_final_of(lower_order_final),
                     euler_at_final: false,
                 },
             }))
@@ -569,11 +561,7 @@ pub(crate) fn resolve(config: &SchedulerConfig, quirks: Quirks) -> Result<Resolv
             };
             let policy = OrderPolicy {
                 order,
-                lower_order_final: if lower_order_final {
-                    LowerOrderFinal::BelowSteps(15)
-                } else {
-                    LowerOrderFinal::Never
-                },
+                lower_order_final: lower_order_final_of(lower_order_final),
                 euler_at_final: get(c.euler_at_final, false),
             };
             if sde {
@@ -858,4 +846,14 @@ fn build_table(
         }
     }
     Ok(ac)
+}
+
+/// diffusers' `lower_order_final` flag: lower the order of the last steps on grids of fewer than
+/// 15 steps.
+fn lower_order_final_of(flag: bool) -> LowerOrderFinal {
+    if flag {
+        LowerOrderFinal::BelowSteps(15)
+    } else {
+        LowerOrderFinal::Never
+    }
 }
